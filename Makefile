@@ -1,0 +1,34 @@
+# The two commands the README starts with:
+#   make run    build flowhost and the example flow, then run flows/rpa1.wasm on the embedded default
+#   make test   the whole test suite (real PostgreSQL on 127.0.0.1:5432, real SQLite, real components)
+#
+# Native code builds into target/ (one release build shared by `run` and `test`); guest
+# components build into target/guests so tests can build them while cargo holds target/.
+
+CARGO       ?= cargo
+WASM_TARGET := wasm32-wasip2
+GUEST_DIR   := target/guests
+GUEST_OUT   := $(GUEST_DIR)/$(WASM_TARGET)/release
+
+.PHONY: run test wasm-target flows build lint bench
+
+run: flows build
+	./target/release/flowhost run flows/rpa1.wasm
+
+test: wasm-target
+	$(CARGO) test --release --workspace
+
+# rustup target add is idempotent, but skip the network round trip when it is there.
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+flows: wasm-target
+	CARGO_TARGET_DIR=$(GUEST_DIR) $(CARGO) build --release --target $(WASM_TARGET) -p rpa1
+	cp $(GUEST_OUT)/rpa1.wasm flows/rpa1.wasm
+
+build:
+	$(CARGO) build --release --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings

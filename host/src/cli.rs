@@ -1,0 +1,362 @@
+//! The `flowhost` command line. Flags are documented where they are defined; `--help` is the
+//! reference.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, LoadOptions};
+use crate::manifest::Manifest;
+use crate::migrate::{self, MigrateOptions};
+use crate::run::{Host, RunRequest, RunStatus};
+use crate::runtime::RuntimeOptions;
+use crate::{Error, exit, health};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the flow returned an error
+  2  bad invocation, configuration, manifest or component
+  3  a database could not be reached, or a migration failed
+  4  the flow was stopped (panic, trap, time, memory or fuel limit)
+
+Configuration comes from .env in the current directory, --env-file files and the process
+environment (which wins). With no configuration at all, the development environment keeps
+its databases in SQLite files under .flowhost/. See README.md for every key.";
+
+/// Runs data flows as sandboxed WebAssembly components with granted database access.
+#[derive(Debug, Parser)]
+#[command(name = "flowhost", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Environment whose databases to use (overrides FLOWHOST_ENV; default: development).
+    #[arg(long = "env", global = true, value_name = "NAME")]
+    environment: Option<String>,
+    /// Extra .env file to read after ./.env (repeatable; later files win, the process
+    /// environment wins over all).
+    #[arg(long = "env-file", global = true, value_name = "PATH")]
+    env_files: Vec<PathBuf>,
+    /// Folder for embedded SQLite databases and the compiled-component cache.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "FLOWHOST_DATA_DIR",
+        default_value = ".flowhost"
+    )]
+    data_dir: PathBuf,
+    /// Folder for compiled components (default: <data-dir>/cache).
+    #[arg(long, global = true, value_name = "DIR", env = "FLOWHOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace). FLOWHOST_LOG=<filter> sets it exactly.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a flow component once and print its JSON result on stdout.
+    Run(RunArgs),
+    /// Apply pending migrations (migrations/<DB>/V<n>__<description>.sql).
+    Migrate(MigrateArgs),
+    /// Check databases: connection, SELECT 1, response time, migrations, pool.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The flow component (a wasm32-wasip2 component, e.g. flows/rpa1.wasm).
+    component: PathBuf,
+    /// The flow's parameters as JSON (default: {}).
+    #[arg(long, value_name = "JSON", conflicts_with = "input_file")]
+    input: Option<String>,
+    /// Read the flow's parameters from a JSON file ("-" for stdin).
+    #[arg(long, value_name = "PATH")]
+    input_file: Option<PathBuf>,
+    /// The flow's manifest (default: the .toml beside the component, flows/rpa1.toml).
+    #[arg(long, value_name = "PATH")]
+    manifest: Option<PathBuf>,
+    /// Print the whole run record as JSON (run id, timings, status, output or error).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// Databases to migrate (default: every folder under --migrations-dir).
+    databases: Vec<String>,
+    /// Folder holding one migrations folder per database.
+    #[arg(long, value_name = "DIR", default_value = "migrations")]
+    migrations_dir: PathBuf,
+    /// Apply migrations up to and including this version only.
+    #[arg(long, value_name = "VERSION")]
+    target: Option<String>,
+    /// Print what would be applied; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct HealthArgs {
+    /// Databases to check (default: every configured database).
+    databases: Vec<String>,
+    /// Folder holding one migrations folder per database, for the migration status.
+    #[arg(long, value_name = "DIR", default_value = "migrations")]
+    migrations_dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging(global: &GlobalArgs) {
+    let default = if global.quiet {
+        "warn"
+    } else {
+        match global.verbose {
+            0 => "info,sqlx=warn",
+            1 => "debug,sqlx=info,cranelift=warn,wasmtime=info",
+            _ => "trace",
+        }
+    };
+    let filter = std::env::var("FLOWHOST_LOG").unwrap_or_else(|_| default.to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn load_config(global: &GlobalArgs) -> Result<Arc<Config>, Error> {
+    let cwd = std::env::current_dir().map_err(|e| Error::Io {
+        action: "read the current directory".into(),
+        source: e,
+    })?;
+    let config = Config::load(&LoadOptions {
+        env_override: global.environment.clone(),
+        dotenv_dir: Some(cwd),
+        extra_env_files: global.env_files.clone(),
+        data_dir: global.data_dir.clone(),
+        ..LoadOptions::from_process()
+    })?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    Ok(Arc::new(config))
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Error> {
+    let config = load_config(&cli.global)?;
+    match cli.command {
+        Command::Run(args) => run(config, &cli.global, args).await,
+        Command::Migrate(args) => migrate_cmd(config, args).await,
+        Command::Health(args) => health_cmd(config, args).await,
+    }
+}
+
+fn read_input(args: &RunArgs) -> Result<String, Error> {
+    let text = match (&args.input, &args.input_file) {
+        (Some(json), _) => json.clone(),
+        (None, Some(path)) if path == Path::new("-") => std::io::read_to_string(std::io::stdin())
+            .map_err(|e| Error::Io {
+            action: "read the input from stdin".into(),
+            source: e,
+        })?,
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| Error::Io {
+            action: format!("read the input file {}", path.display()),
+            source: e,
+        })?,
+        (None, None) => "{}".into(),
+    };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|e| Error::Usage(format!("the flow input is not valid JSON: {e}")))?;
+    Ok(text)
+}
+
+async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<u8, Error> {
+    let input = read_input(&args)?;
+    let manifest_path = args
+        .manifest
+        .clone()
+        .unwrap_or_else(|| Manifest::path_beside(&args.component));
+    let manifest = Manifest::load(&manifest_path)?;
+    let host = Host::new(
+        config,
+        RuntimeOptions {
+            cache_dir: Some(
+                global
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| global.data_dir.join("cache")),
+            ),
+            fuel: manifest.limits.fuel.is_some(),
+        },
+    )?;
+    let request = RunRequest {
+        component: args.component.clone(),
+        manifest,
+        input,
+    };
+    let result = host.run(&request).await;
+    host.shutdown().await;
+    let record = result?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&record).expect("run records serialize")
+        );
+    }
+    match (&record.status, &record.error) {
+        (RunStatus::Succeeded, _) => {
+            if !args.json {
+                let output = record.output.as_ref().expect("a succeeded run has output");
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(output).expect("JSON values serialize")
+                );
+            }
+            Ok(exit::OK)
+        }
+        (RunStatus::Failed, failure) => {
+            let failure = failure.as_ref().expect("a failed run has an error");
+            eprintln!("error: {}", failure.message);
+            Ok(match failure.kind.as_str() {
+                "flow-error" | "bad-output" => exit::FLOW_FAILED,
+                _ => exit::TRAPPED,
+            })
+        }
+    }
+}
+
+async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error> {
+    let names = if args.databases.is_empty() {
+        folders_in(&args.migrations_dir)?
+    } else {
+        args.databases.clone()
+    };
+    if names.is_empty() {
+        return Err(Error::Usage(format!(
+            "no databases to migrate: {} has no folders (expected {}/<database>/V1__Description.sql)",
+            args.migrations_dir.display(),
+            args.migrations_dir.display()
+        )));
+    }
+    let databases = crate::db::DatabaseSet::new(config);
+    let mut options = MigrateOptions::for_current_user();
+    options.dry_run = args.dry_run;
+    if let Some(target) = &args.target {
+        options.target = Some(
+            target
+                .parse()
+                .map_err(|e| Error::Usage(format!("--target {target}: {e}")))?,
+        );
+    }
+    let mut reports = Vec::new();
+    let mut outcome = Ok(exit::OK);
+    for name in &names {
+        let dir = args.migrations_dir.join(name);
+        if !dir.is_dir() {
+            outcome = Err(Error::Usage(format!(
+                "no migrations folder for '{name}' at {}",
+                dir.display()
+            )));
+            break;
+        }
+        let result = async {
+            let db = databases.get(name).await?;
+            Ok::<_, Error>(migrate::migrate(&db, &dir, &options).await?)
+        }
+        .await;
+        match result {
+            Ok(report) => {
+                if !args.json {
+                    println!("{report}");
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("reports serialize")
+        );
+    }
+    databases.close_all().await;
+    outcome
+}
+
+fn folders_in(dir: &Path) -> Result<Vec<String>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Io {
+        action: format!("list the migrations folder {}", dir.display()),
+        source: e,
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+async fn health_cmd(config: Arc<Config>, args: HealthArgs) -> Result<u8, Error> {
+    let databases = crate::db::DatabaseSet::new(config);
+    let report = health::check(&databases, &args.databases, &args.migrations_dir).await;
+    databases.close_all().await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("health reports serialize")
+        );
+    } else {
+        print!("{}", health::render(&report));
+    }
+    Ok(if report.status == health::Status::Unhealthy {
+        exit::DATABASE
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,192 @@
+//! Database errors, shaped like the WIT `db-error` so a flow sees what went wrong.
+
+use std::borrow::Cow;
+
+use crate::bindings::types as wit;
+
+/// Why a database operation failed. Messages never carry connection strings or passwords: every
+/// message built from a driver error passes through [`Redactor::scrub`] first.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DbError {
+    /// The manifest does not grant this database to the flow.
+    #[error("database '{0}' is not granted to this flow; add it under [databases] in the manifest")]
+    NotGranted(String),
+    /// The grant is read-only and the statement is not a read.
+    #[error("read-only grant on '{database}': {reason}")]
+    ReadOnly { database: String, reason: String },
+    /// No connection could be had, or it broke.
+    #[error("cannot reach database '{database}' ({target}): {message}")]
+    Connection {
+        database: String,
+        target: String,
+        message: String,
+    },
+    /// A wait for a connection or a statement ran out of time.
+    #[error("database '{database}': {message}")]
+    Timeout { database: String, message: String },
+    /// The database rejected the statement.
+    #[error("database '{database}' rejected the statement{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Query {
+        database: String,
+        code: Option<String>,
+        message: String,
+        constraint: Option<String>,
+        detail: Option<String>,
+    },
+    /// A value could not be converted between the database and the WIT `value`.
+    #[error("database '{database}': {message}")]
+    Conversion { database: String, message: String },
+    /// The request itself was wrong (several statements, a missing parameter, a busy connection).
+    #[error("database '{database}': {message}")]
+    InvalidRequest { database: String, message: String },
+}
+
+impl DbError {
+    pub fn invalid(database: &str, message: impl Into<String>) -> Self {
+        DbError::InvalidRequest {
+            database: database.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn conversion(database: &str, message: impl Into<String>) -> Self {
+        DbError::Conversion {
+            database: database.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether the connection the error came from can no longer be trusted.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, DbError::Connection { .. } | DbError::Timeout { .. })
+    }
+
+    /// Converts a driver error, naming the database and scrubbing secrets from every message.
+    pub fn from_sqlx(err: sqlx::Error, database: &str, target: &str, redactor: &Redactor) -> Self {
+        let scrub = |s: &str| redactor.scrub(s).into_owned();
+        match err {
+            sqlx::Error::Database(e) => {
+                let detail = e
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| pg.detail())
+                    .map(scrub);
+                DbError::Query {
+                    database: database.to_owned(),
+                    code: e.code().map(|c| c.into_owned()),
+                    message: scrub(e.message()),
+                    constraint: e.constraint().map(str::to_owned),
+                    detail,
+                }
+            }
+            sqlx::Error::PoolTimedOut => DbError::Timeout {
+                database: database.to_owned(),
+                message: "timed out waiting for a pooled connection; raise the pool size or \
+                          POOL_TIMEOUT, or look for runs holding connections"
+                    .into(),
+            },
+            sqlx::Error::Encode(e) | sqlx::Error::Decode(e) => {
+                DbError::conversion(database, scrub(&e.to_string()))
+            }
+            sqlx::Error::ColumnDecode { index, source } => DbError::conversion(
+                database,
+                format!("column {index}: {}", scrub(&source.to_string())),
+            ),
+            other => DbError::Connection {
+                database: database.to_owned(),
+                target: target.to_owned(),
+                message: scrub(&other.to_string()),
+            },
+        }
+    }
+
+    /// The WIT form handed to the guest.
+    pub fn to_wit(&self) -> wit::DbError {
+        match self {
+            DbError::NotGranted(_) => wit::DbError::NotGranted(self.to_string()),
+            DbError::ReadOnly { .. } => wit::DbError::ReadOnlyViolation(self.to_string()),
+            DbError::Connection { .. } => wit::DbError::Connection(self.to_string()),
+            DbError::Timeout { .. } => wit::DbError::Timeout(self.to_string()),
+            DbError::Query {
+                code,
+                message,
+                constraint,
+                detail,
+                ..
+            } => wit::DbError::Query(wit::QueryError {
+                code: code.clone(),
+                message: message.clone(),
+                constraint: constraint.clone(),
+                detail: detail.clone(),
+            }),
+            DbError::Conversion { .. } => wit::DbError::Conversion(self.to_string()),
+            DbError::InvalidRequest { .. } => wit::DbError::InvalidRequest(self.to_string()),
+        }
+    }
+}
+
+/// Removes known secrets (passwords, whole connection strings) from text that came from a driver.
+///
+/// Drivers may echo what they were given; the host never lets that reach a log, an error or a
+/// flow, even if a future driver version starts quoting its connection options.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 3).collect();
+        // Longest first, so a password inside a connection string does not leave the rest behind.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor { secrets }
+    }
+
+    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
+            return Cow::Borrowed(text);
+        }
+        let mut out = text.to_owned();
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), "***");
+        }
+        Cow::Owned(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redactor_replaces_every_secret_occurrence() {
+        let r = Redactor::new([
+            "hunter2".to_string(),
+            "postgres://u:hunter2@h/db".to_string(),
+        ]);
+        let text = "failed: postgres://u:hunter2@h/db (password hunter2)";
+        let out = r.scrub(text);
+        assert!(!out.contains("hunter2"), "{out}");
+        assert_eq!(out, "failed: *** (password ***)");
+    }
+
+    #[test]
+    fn redactor_leaves_clean_text_borrowed() {
+        let r = Redactor::new(["hunter2".to_string()]);
+        assert!(matches!(r.scrub("all fine"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn query_error_display_includes_code_and_database() {
+        let e = DbError::Query {
+            database: "rpa_db".into(),
+            code: Some("23505".into()),
+            message: "duplicate key".into(),
+            constraint: Some("pk".into()),
+            detail: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "database 'rpa_db' rejected the statement (23505): duplicate key"
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! Database access: one pool per named database per process, and the statement path every
+//! backend shares (classify → rewrite placeholders → bind → run → decode).
+//!
+//! Backend modules ([`postgres`], [`sqlite`]) only do what differs: connecting, encoding
+//! parameters, decoding values, and their transaction dialect.
+
+mod error;
+pub mod numeric;
+pub mod postgres;
+mod session;
+pub mod sqlite;
+mod statement;
+pub mod temporal;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+pub use error::{DbError, Redactor};
+pub use session::{CursorStream, Route, Session, SharedSession};
+pub use statement::{Statement, bind_order};
+
+use crate::bindings::types::{Column, Value};
+use crate::config::{Config, DatabaseConfig, DatabaseTarget};
+use crate::sql::Dialect;
+
+/// Which kind of server a database is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Postgresql,
+    Sqlite,
+    Sqlserver,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgresql => "postgresql",
+            Backend::Sqlite => "sqlite",
+            Backend::Sqlserver => "sqlserver",
+        }
+    }
+
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Backend::Postgresql => Dialect::Postgres,
+            Backend::Sqlite => Dialect::Sqlite,
+            Backend::Sqlserver => Dialect::SqlServer,
+        }
+    }
+}
+
+/// A driver pool. Cloning is cheap (the pools are reference counted).
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// A connection taken from a [`Pool`]; dropping it returns it to the pool as it is, so callers
+/// that changed its state use [`Session`] (which cleans up) instead.
+#[derive(Debug)]
+pub enum Conn {
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+}
+
+/// One named database: its pool and what the host may say about it.
+#[derive(Debug)]
+pub struct Database {
+    name: String,
+    backend: Backend,
+    pool: Pool,
+    /// Safe description of the target (`postgresql at host:5432/db`), never the URL.
+    target: String,
+    redactor: Redactor,
+    max_connections: u32,
+}
+
+/// Pool occupancy, as health checks and metrics report it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PoolStatus {
+    /// Connections open now.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Connections lent out.
+    pub in_use: u32,
+    /// The most connections the pool will open.
+    pub max: u32,
+}
+
+/// Decoded rows as they arrive from the server.
+pub type RowStream<'c> = futures_util::stream::BoxStream<'c, Result<Vec<Value>, DbError>>;
+
+/// A result held fully in memory, in the WIT shape.
+pub type RowSet = crate::bindings::types::RowSet;
+
+impl Database {
+    /// Creates the pool. Connections are opened on first use, so this does not fail when the
+    /// server is down; [`Database::ping`] is how to find out.
+    pub async fn open(cfg: &DatabaseConfig) -> Result<Database, DbError> {
+        let target = cfg.target.to_string();
+        let redactor = Redactor::new(secrets_of(&cfg.target));
+        let (backend, pool) = match &cfg.target {
+            DatabaseTarget::Postgres { .. } => (
+                Backend::Postgresql,
+                Pool::Postgres(postgres::pool(&cfg.name, &cfg.target, &cfg.pool)?),
+            ),
+            DatabaseTarget::Sqlite { .. } => (
+                Backend::Sqlite,
+                Pool::Sqlite(sqlite::pool(&cfg.name, &cfg.target, &cfg.pool)?),
+            ),
+            DatabaseTarget::SqlServer { .. } => {
+                return Err(DbError::Connection {
+                    database: cfg.name.clone(),
+                    target,
+                    message: "SQL Server is not supported by this build of flowhost yet".into(),
+                });
+            }
+        };
+        Ok(Database {
+            name: cfg.name.clone(),
+            backend,
+            pool,
+            target,
+            redactor,
+            max_connections: cfg.pool.max_connections,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Converts a driver error from this database into a [`DbError`] with secrets scrubbed.
+    pub fn error(&self, err: sqlx::Error) -> DbError {
+        DbError::from_sqlx(err, &self.name, &self.target, &self.redactor)
+    }
+
+    /// Takes a connection from the pool, waiting at most the configured acquire timeout.
+    pub async fn acquire(&self) -> Result<Conn, DbError> {
+        let conn = match &self.pool {
+            Pool::Postgres(p) => Conn::Postgres(p.acquire().await.map_err(|e| self.error(e))?),
+            Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await.map_err(|e| self.error(e))?),
+        };
+        Ok(conn)
+    }
+
+    /// Connects (or reuses an idle connection) and runs `SELECT 1`; returns how long it took.
+    pub async fn ping(&self) -> Result<Duration, DbError> {
+        let started = Instant::now();
+        let mut conn = self.acquire().await?;
+        conn.run_raw(self, "SELECT 1").await?;
+        Ok(started.elapsed())
+    }
+
+    pub fn pool_status(&self) -> PoolStatus {
+        let (size, idle) = match &self.pool {
+            Pool::Postgres(p) => (p.size(), p.num_idle() as u32),
+            Pool::Sqlite(p) => (p.size(), p.num_idle() as u32),
+        };
+        PoolStatus {
+            size,
+            idle,
+            in_use: size.saturating_sub(idle),
+            max: self.max_connections,
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Postgres(p) => p.close().await,
+            Pool::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+impl Conn {
+    /// Runs SQL that takes no parameters and returns nothing (transaction control, cleanup,
+    /// migration statements). Uses the simple protocol, so it may hold several statements.
+    pub async fn run_raw(&mut self, db: &Database, sql: &str) -> Result<(), DbError> {
+        use sqlx::Executor;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        let result = match self {
+            Conn::Postgres(c) => c.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
+            Conn::Sqlite(c) => c.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
+        };
+        result.map_err(|e| db.error(e))
+    }
+
+    /// Starts one statement; its rows arrive through the returned stream, decoded.
+    pub async fn open_stream<'c>(
+        &'c mut self,
+        db: &'c Database,
+        stmt: &Statement,
+        values: &[&Value],
+    ) -> Result<(Vec<Column>, RowStream<'c>), DbError> {
+        match self {
+            Conn::Postgres(c) => postgres::open_stream(c, db, stmt, values).await,
+            Conn::Sqlite(c) => sqlite::open_stream(c, db, stmt, values).await,
+        }
+    }
+
+    /// Runs one statement and returns all rows, failing past `max_rows`.
+    pub async fn query(
+        &mut self,
+        db: &Database,
+        stmt: &Statement,
+        values: &[&Value],
+        max_rows: u64,
+    ) -> Result<RowSet, DbError> {
+        use futures_util::TryStreamExt;
+        let (columns, mut stream) = self.open_stream(db, stmt, values).await?;
+        let mut rows = Vec::new();
+        while let Some(row) = stream.try_next().await? {
+            if rows.len() as u64 >= max_rows {
+                return Err(DbError::invalid(
+                    db.name(),
+                    format!(
+                        "the query returned more than {max_rows} rows (the manifest's max-rows); \
+                         read large results with a cursor or raise [limits] max-rows"
+                    ),
+                ));
+            }
+            rows.push(row);
+        }
+        Ok(RowSet { columns, rows })
+    }
+
+    /// Runs one statement and returns the rows it affected.
+    pub async fn execute(
+        &mut self,
+        db: &Database,
+        stmt: &Statement,
+        values: &[&Value],
+    ) -> Result<u64, DbError> {
+        match self {
+            Conn::Postgres(c) => postgres::execute(c, db, stmt, values).await,
+            Conn::Sqlite(c) => sqlite::execute(c, db, stmt, values).await,
+        }
+    }
+
+    /// Closes the connection instead of returning it to the pool: used when its state is
+    /// unknown (a cancelled statement, a failed cleanup).
+    pub async fn discard(self) {
+        let _ = match self {
+            Conn::Postgres(c) => c.close().await,
+            Conn::Sqlite(c) => c.close().await,
+        };
+    }
+}
+
+/// Every secret a target holds, for the [`Redactor`].
+fn secrets_of(target: &DatabaseTarget) -> Vec<String> {
+    match target {
+        DatabaseTarget::Postgres { password, .. } | DatabaseTarget::SqlServer { password, .. } => {
+            password.iter().map(|p| p.expose().to_owned()).collect()
+        }
+        DatabaseTarget::Sqlite { .. } => Vec::new(),
+    }
+}
+
+/// The databases of one host process: each opened once, on first use, and shared by every run.
+#[derive(Debug)]
+pub struct DatabaseSet {
+    config: Arc<Config>,
+    open: Mutex<HashMap<String, Arc<Database>>>,
+}
+
+impl DatabaseSet {
+    pub fn new(config: Arc<Config>) -> Self {
+        DatabaseSet {
+            config,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The database configured under `name`, opening its pool on first use.
+    pub async fn get(&self, name: &str) -> Result<Arc<Database>, crate::Error> {
+        let mut open = self.open.lock().await;
+        if let Some(db) = open.get(name) {
+            return Ok(db.clone());
+        }
+        let cfg = self.config.database(name)?;
+        if cfg.embedded {
+            sqlite::prepare_embedded(&cfg).await?;
+        }
+        let db = Arc::new(Database::open(&cfg).await?);
+        open.insert(name.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    /// Closes every pool (at process exit, so servers see clean disconnects).
+    pub async fn close_all(&self) {
+        let open = self.open.lock().await;
+        for db in open.values() {
+            db.close().await;
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! PostgreSQL: pool setup, parameter encoding by the server's inferred types, value decoding.
+//!
+//! Parameters are encoded for the type PostgreSQL inferred for each placeholder (read from the
+//! prepared statement, which sqlx caches per connection), the way asyncpg does. So a flow may
+//! pass a date or a UUID as plain text, an integer into a `numeric` column or a decimal into a
+//! `float8` one, and the server never sees a mistyped binary value.
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use futures_util::TryStreamExt;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgPoolOptions, PgSslMode, PgTypeInfo,
+    PgTypeKind, PgValueRef, Postgres,
+};
+use sqlx::{
+    Arguments, AssertSqlSafe, Column as _, Either, Encode, Executor, PgConnection, Row, SqlSafeStr,
+    Statement as _, Type, TypeInfo, ValueRef, encode::IsNull, error::BoxDynError,
+    postgres::types::Oid,
+};
+
+use super::numeric::{self, shorten};
+use super::temporal;
+use super::{Database, DbError, RowStream, Statement};
+use crate::bindings::types::{Column, Value};
+use crate::config::{DatabaseTarget, PoolSettings};
+
+/// Builds the pool; connections open lazily on first acquire.
+pub fn pool(
+    name: &str,
+    target: &DatabaseTarget,
+    settings: &PoolSettings,
+) -> Result<sqlx::PgPool, DbError> {
+    let DatabaseTarget::Postgres {
+        host,
+        port,
+        database,
+        user,
+        password,
+        options,
+    } = target
+    else {
+        unreachable!("postgres::pool called for {target}");
+    };
+    let mut opts = PgConnectOptions::new_without_pgpass()
+        .port(*port)
+        .database(database)
+        .application_name("flowhost");
+    opts = if host.starts_with('/') {
+        opts.socket(host)
+    } else {
+        opts.host(host)
+    };
+    if let Some(user) = user {
+        opts = opts.username(user);
+    }
+    if let Some(password) = password {
+        opts = opts.password(password.expose());
+    }
+    let mut server_options: Vec<(String, String)> = Vec::new();
+    if let Some(timeout) = settings.statement_timeout {
+        server_options.push((
+            "statement_timeout".into(),
+            format!("{}ms", timeout.as_millis()),
+        ));
+    }
+    for (key, value) in options {
+        match key.as_str() {
+            "sslmode" => {
+                let mode: PgSslMode = value.parse().map_err(|_| DbError::Connection {
+                    database: name.to_owned(),
+                    target: target.to_string(),
+                    message: format!("unknown sslmode '{value}'"),
+                })?;
+                opts = opts.ssl_mode(mode);
+            }
+            "sslrootcert" => opts = opts.ssl_root_cert(value),
+            "application_name" => opts = opts.application_name(value),
+            "options" => {}
+            // Anything else is a server setting (`?search_path=etl`), as libpq's `options`.
+            _ => server_options.push((key.clone(), value.clone())),
+        }
+    }
+    if !server_options.is_empty() {
+        opts = opts.options(server_options);
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .max_lifetime(settings.max_lifetime)
+        .idle_timeout(settings.idle_timeout)
+        .test_before_acquire(settings.test_before_acquire)
+        .connect_lazy_with(opts))
+}
+
+/// Prepares (cached per connection) and binds `values` by the types the server inferred.
+async fn bind(
+    conn: &mut PgConnection,
+    db: &Database,
+    stmt: &Statement,
+) -> Result<(Vec<PgTypeInfo>, Vec<Column>), DbError> {
+    let prepared = conn
+        .prepare(AssertSqlSafe(stmt.sql.clone()).into_sql_str())
+        .await
+        .map_err(|e| db.error(e))?;
+    let types = match prepared.parameters() {
+        Some(Either::Left(types)) => types.to_vec(),
+        _ => Vec::new(),
+    };
+    let columns = prepared
+        .columns()
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            type_name: c.type_info().name().to_owned(),
+        })
+        .collect();
+    Ok((types, columns))
+}
+
+fn arguments(
+    db: &Database,
+    types: &[PgTypeInfo],
+    values: &[&Value],
+) -> Result<PgArguments, DbError> {
+    if types.len() != values.len() {
+        return Err(DbError::invalid(
+            db.name(),
+            format!(
+                "the statement has {} parameter(s) but {} value(s) were bound",
+                types.len(),
+                values.len()
+            ),
+        ));
+    }
+    let mut args = PgArguments::default();
+    for (index, (value, target)) in values.iter().zip(types).enumerate() {
+        args.add(PgParam {
+            value,
+            target: target.clone(),
+        })
+        .map_err(|e| DbError::conversion(db.name(), format!("parameter ${}: {e}", index + 1)))?;
+    }
+    Ok(args)
+}
+
+/// Prepares, binds and starts `stmt`; rows are decoded as they arrive.
+pub async fn open_stream<'c>(
+    conn: &'c mut PgConnection,
+    db: &'c Database,
+    stmt: &Statement,
+    values: &[&Value],
+) -> Result<(Vec<Column>, RowStream<'c>), DbError> {
+    let (types, columns) = bind(conn, db, stmt).await?;
+    let args = arguments(db, &types, values)?;
+    let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), args)
+        .fetch(conn)
+        .map_err(|e| db.error(e))
+        .and_then(move |row| std::future::ready(decode_row(db, &row)));
+    Ok((columns, Box::pin(rows)))
+}
+
+pub async fn execute(
+    conn: &mut PgConnection,
+    db: &Database,
+    stmt: &Statement,
+    values: &[&Value],
+) -> Result<u64, DbError> {
+    let (types, _) = bind(conn, db, stmt).await?;
+    let args = arguments(db, &types, values)?;
+    let done = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), args)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db.error(e))?;
+    Ok(done.rows_affected())
+}
+
+fn decode_row(db: &Database, row: &sqlx::postgres::PgRow) -> Result<Vec<Value>, DbError> {
+    (0..row.len())
+        .map(|i| {
+            let raw = row.try_get_raw(i).map_err(|e| db.error(e))?;
+            decode_value(raw).map_err(|message| {
+                DbError::conversion(
+                    db.name(),
+                    format!("column '{}': {message}", row.columns()[i].name()),
+                )
+            })
+        })
+        .collect()
+}
+
+// Type OIDs from PostgreSQL's pg_type.dat; stable across server versions.
+const BOOL: u32 = 16;
+const BYTEA: u32 = 17;
+const CHAR: u32 = 18;
+const NAME: u32 = 19;
+const INT8: u32 = 20;
+const INT2: u32 = 21;
+const INT4: u32 = 23;
+const TEXT: u32 = 25;
+const OID: u32 = 26;
+const JSON: u32 = 114;
+const XML: u32 = 142;
+const FLOAT4: u32 = 700;
+const FLOAT8: u32 = 701;
+const UNKNOWN: u32 = 705;
+const BPCHAR: u32 = 1042;
+const VARCHAR: u32 = 1043;
+const DATE: u32 = 1082;
+const TIME: u32 = 1083;
+const TIMESTAMP: u32 = 1114;
+const TIMESTAMPTZ: u32 = 1184;
+const NUMERIC: u32 = 1700;
+const UUID: u32 = 2950;
+const JSONB: u32 = 3802;
+
+/// The type that decides the wire format: a domain is sent as its base type.
+fn base_type(ti: &PgTypeInfo) -> PgTypeInfo {
+    match ti.kind() {
+        PgTypeKind::Domain(base) => base_type(base),
+        _ => ti.clone(),
+    }
+}
+
+fn is_textual(ti: &PgTypeInfo) -> bool {
+    matches!(
+        ti.oid().map(|o| o.0),
+        Some(TEXT | VARCHAR | BPCHAR | NAME | XML | UNKNOWN)
+    ) || matches!(ti.kind(), PgTypeKind::Enum(_))
+        || ti.name().eq_ignore_ascii_case("citext")
+}
+
+fn decode_value(raw: PgValueRef<'_>) -> Result<Value, String> {
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let ti = base_type(&raw.type_info());
+    let bytes = raw.as_bytes().map_err(|e| e.to_string())?;
+    let fixed = |n: usize| -> Result<&[u8], String> {
+        (bytes.len() == n)
+            .then_some(bytes)
+            .ok_or_else(|| format!("expected {n} bytes for {}, got {}", ti.name(), bytes.len()))
+    };
+    let text = || String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string());
+    Ok(match ti.oid().map(|o| o.0).unwrap_or(0) {
+        BOOL => Value::Boolean(fixed(1)?[0] != 0),
+        INT2 => Value::Int(i16::from_be_bytes(fixed(2)?.try_into().unwrap()) as i64),
+        INT4 => Value::Int(i32::from_be_bytes(fixed(4)?.try_into().unwrap()) as i64),
+        INT8 => Value::Int(i64::from_be_bytes(fixed(8)?.try_into().unwrap())),
+        OID => Value::Int(u32::from_be_bytes(fixed(4)?.try_into().unwrap()) as i64),
+        FLOAT4 => Value::Float(f32::from_be_bytes(fixed(4)?.try_into().unwrap()) as f64),
+        FLOAT8 => Value::Float(f64::from_be_bytes(fixed(8)?.try_into().unwrap())),
+        NUMERIC => Value::Decimal(numeric::decode(bytes)?),
+        BYTEA => Value::Bytes(bytes.to_vec()),
+        CHAR => Value::Text(text()?),
+        UUID => Value::Uuid(
+            uuid::Uuid::from_slice(fixed(16)?)
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        ),
+        DATE => {
+            let days = i32::from_be_bytes(fixed(4)?.try_into().unwrap());
+            Value::Date(match days {
+                i32::MAX => "infinity".into(),
+                i32::MIN => "-infinity".into(),
+                d => temporal::format_date(pg_epoch_date() + chrono::Duration::days(d as i64)),
+            })
+        }
+        TIME => {
+            let micros = i64::from_be_bytes(fixed(8)?.try_into().unwrap());
+            Value::Time(temporal::format_time(
+                NaiveTime::MIN + chrono::Duration::microseconds(micros),
+            ))
+        }
+        TIMESTAMP | TIMESTAMPTZ => {
+            let micros = i64::from_be_bytes(fixed(8)?.try_into().unwrap());
+            let tz = ti.oid().map(|o| o.0) == Some(TIMESTAMPTZ);
+            let formatted = match micros {
+                i64::MAX => "infinity".into(),
+                i64::MIN => "-infinity".into(),
+                m => {
+                    let naive = pg_epoch() + chrono::Duration::microseconds(m);
+                    if tz {
+                        temporal::format_timestamp_tz(naive.and_utc())
+                    } else {
+                        temporal::format_timestamp(naive)
+                    }
+                }
+            };
+            if tz {
+                Value::TimestampTz(formatted)
+            } else {
+                Value::Timestamp(formatted)
+            }
+        }
+        JSON => Value::Json(text()?),
+        JSONB => match bytes.split_first() {
+            Some((1, rest)) => {
+                Value::Json(String::from_utf8(rest.to_vec()).map_err(|e| e.to_string())?)
+            }
+            _ => return Err("unsupported jsonb wire version".into()),
+        },
+        _ if is_textual(&ti) => Value::Text(text()?),
+        _ => {
+            return Err(format!(
+                "type '{}' has no flowhost value yet; cast it in SQL (e.g. col::text)",
+                ti.name()
+            ));
+        }
+    })
+}
+
+fn pg_epoch_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date")
+}
+
+fn pg_epoch() -> NaiveDateTime {
+    pg_epoch_date().and_time(NaiveTime::MIN)
+}
+
+/// A guest value bound to a placeholder whose type the server chose.
+struct PgParam<'a> {
+    value: &'a Value,
+    target: PgTypeInfo,
+}
+
+impl Type<Postgres> for PgParam<'_> {
+    fn type_info() -> PgTypeInfo {
+        // Never used: `produces` always names the prepared statement's own type.
+        PgTypeInfo::with_oid(Oid(0))
+    }
+}
+
+impl Encode<'_, Postgres> for PgParam<'_> {
+    fn produces(&self) -> Option<PgTypeInfo> {
+        Some(self.target.clone())
+    }
+
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        if matches!(self.value, Value::Null) {
+            return Ok(IsNull::Yes);
+        }
+        encode_as(self.value, &base_type(&self.target), buf)?;
+        Ok(IsNull::No)
+    }
+}
+
+fn describe(value: &Value) -> String {
+    let (case, payload) = match value {
+        Value::Null => ("null", String::new()),
+        Value::Boolean(b) => ("boolean", b.to_string()),
+        Value::Int(i) => ("int", i.to_string()),
+        Value::Float(f) => ("float", f.to_string()),
+        Value::Decimal(s) => ("decimal", s.clone()),
+        Value::Text(s) => ("text", s.clone()),
+        Value::Bytes(b) => ("bytes", format!("{} bytes", b.len())),
+        Value::Uuid(s) => ("uuid", s.clone()),
+        Value::Date(s) => ("date", s.clone()),
+        Value::Time(s) => ("time", s.clone()),
+        Value::Timestamp(s) => ("timestamp", s.clone()),
+        Value::TimestampTz(s) => ("timestamp-tz", s.clone()),
+        Value::Json(s) => ("json", s.clone()),
+    };
+    format!("{case} '{}'", shorten(&payload))
+}
+
+/// Writes `value` in the binary format of `target`.
+fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<(), String> {
+    let cannot = || format!("cannot convert {} to {}", describe(value), target.name());
+    let as_text = || -> Option<String> {
+        Some(match value {
+            Value::Text(s)
+            | Value::Decimal(s)
+            | Value::Uuid(s)
+            | Value::Date(s)
+            | Value::Time(s)
+            | Value::Timestamp(s)
+            | Value::TimestampTz(s)
+            | Value::Json(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            Value::Null | Value::Bytes(_) => return None,
+        })
+    };
+    let as_i64 = || -> Result<i64, String> {
+        match value {
+            Value::Int(i) => Ok(*i),
+            Value::Float(f) if f.fract() == 0.0 && f.is_finite() => Ok(*f as i64),
+            Value::Text(s) | Value::Decimal(s) => s.trim().parse().map_err(|_| cannot()),
+            _ => Err(cannot()),
+        }
+    };
+    let as_f64 = || -> Result<f64, String> {
+        match value {
+            Value::Int(i) => Ok(*i as f64),
+            Value::Float(f) => Ok(*f),
+            Value::Text(s) | Value::Decimal(s) => s.trim().parse().map_err(|_| cannot()),
+            _ => Err(cannot()),
+        }
+    };
+    let out_of_range = || format!("{} is out of range for {}", describe(value), target.name());
+    match target.oid().map(|o| o.0).unwrap_or(0) {
+        BOOL => {
+            let b = match value {
+                Value::Boolean(b) => *b,
+                Value::Int(0) => false,
+                Value::Int(1) => true,
+                Value::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+                    "t" | "true" | "yes" | "y" | "on" | "1" => true,
+                    "f" | "false" | "no" | "n" | "off" | "0" => false,
+                    _ => return Err(cannot()),
+                },
+                _ => return Err(cannot()),
+            };
+            buf.push(b as u8);
+        }
+        INT2 => buf.extend(
+            i16::try_from(as_i64()?)
+                .map_err(|_| out_of_range())?
+                .to_be_bytes(),
+        ),
+        INT4 => buf.extend(
+            i32::try_from(as_i64()?)
+                .map_err(|_| out_of_range())?
+                .to_be_bytes(),
+        ),
+        INT8 => buf.extend(as_i64()?.to_be_bytes()),
+        OID => buf.extend(
+            u32::try_from(as_i64()?)
+                .map_err(|_| out_of_range())?
+                .to_be_bytes(),
+        ),
+        FLOAT4 => buf.extend((as_f64()? as f32).to_be_bytes()),
+        FLOAT8 => buf.extend(as_f64()?.to_be_bytes()),
+        NUMERIC => match value {
+            Value::Float(f) if !f.is_finite() => numeric::encode(
+                if f.is_nan() {
+                    "NaN"
+                } else if *f > 0.0 {
+                    "Infinity"
+                } else {
+                    "-Infinity"
+                },
+                buf,
+            )?,
+            Value::Boolean(_) | Value::Bytes(_) => return Err(cannot()),
+            _ => numeric::encode(&as_text().ok_or_else(cannot)?, buf)
+                .map_err(|e| format!("{e} (for {})", target.name()))?,
+        },
+        BYTEA => match value {
+            Value::Bytes(b) => buf.extend_from_slice(b),
+            _ => return Err(cannot()),
+        },
+        UUID => {
+            let text = match value {
+                Value::Uuid(s) | Value::Text(s) => s,
+                _ => return Err(cannot()),
+            };
+            let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| cannot())?;
+            buf.extend_from_slice(uuid.as_bytes());
+        }
+        DATE => {
+            let text = temporal_text(value).ok_or_else(cannot)?;
+            let days = match text.trim() {
+                "infinity" => i32::MAX,
+                "-infinity" => i32::MIN,
+                t => {
+                    let date = temporal::parse_date(t).ok_or_else(cannot)?;
+                    (date - pg_epoch_date()).num_days() as i32
+                }
+            };
+            buf.extend(days.to_be_bytes());
+        }
+        TIME => {
+            let text = temporal_text(value).ok_or_else(cannot)?;
+            let time = temporal::parse_time(text.trim()).ok_or_else(cannot)?;
+            let micros = (time - NaiveTime::MIN)
+                .num_microseconds()
+                .ok_or_else(cannot)?;
+            buf.extend(micros.to_be_bytes());
+        }
+        TIMESTAMP | TIMESTAMPTZ => {
+            let text = temporal_text(value).ok_or_else(cannot)?;
+            let micros = match text.trim() {
+                "infinity" => i64::MAX,
+                "-infinity" => i64::MIN,
+                t => {
+                    // A zoned instant bound to `timestamp` is stored as its UTC wall time, and a
+                    // naive one bound to `timestamptz` is read as UTC: the host never guesses a
+                    // local zone.
+                    let naive = match temporal::parse_timestamp_tz(t) {
+                        Some(instant) => instant.naive_utc(),
+                        None => temporal::parse_timestamp(t).ok_or_else(cannot)?,
+                    };
+                    (naive - pg_epoch())
+                        .num_microseconds()
+                        .ok_or_else(out_of_range)?
+                }
+            };
+            buf.extend(micros.to_be_bytes());
+        }
+        JSON | JSONB => {
+            let text = match value {
+                Value::Json(s) | Value::Text(s) => s.clone(),
+                // Scalars bound to a JSON column become JSON scalars.
+                Value::Int(_) | Value::Float(_) | Value::Boolean(_) | Value::Decimal(_) => {
+                    as_text().ok_or_else(cannot)?
+                }
+                _ => return Err(cannot()),
+            };
+            if target.oid().map(|o| o.0) == Some(JSONB) {
+                buf.push(1);
+            }
+            buf.extend_from_slice(text.as_bytes());
+        }
+        _ if is_textual(target) || target.oid().map(|o| o.0) == Some(CHAR) => {
+            buf.extend_from_slice(as_text().ok_or_else(cannot)?.as_bytes())
+        }
+        _ => {
+            return Err(format!(
+                "parameters of type {} are not supported yet; pass text and cast in SQL \
+                 (CAST(:p AS text)::{})",
+                target.name(),
+                target.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn temporal_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Date(s)
+        | Value::Time(s)
+        | Value::Timestamp(s)
+        | Value::TimestampTz(s)
+        | Value::Text(s) => Some(s),
+        _ => None,
+    }
+}

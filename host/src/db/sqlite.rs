@@ -1,0 +1,396 @@
+//! SQLite: the embedded default. Pool setup, binding, and decoding by declared column type.
+//!
+//! SQLite stores five storage classes; the WIT value has thirteen cases. The column's declared
+//! type (`DATE`, `UUID`, `JSON`, `NUMERIC`, `BOOLEAN`...) says which case a stored value
+//! means, so the host reads declared types straight from SQLite (sqlx maps unknown declared
+//! types to their storage class and loses exactly the distinction we need).
+
+use std::ffi::{CStr, c_char, c_int};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteValueRef,
+};
+use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection, TypeInfo, ValueRef};
+
+use super::temporal;
+use super::{Database, DbError, RowStream, Statement};
+use crate::bindings::types::{Column, Value};
+use crate::config::{DatabaseConfig, DatabaseTarget, PoolSettings};
+use crate::sql::{self, Dialect};
+
+pub fn pool(
+    _name: &str,
+    target: &DatabaseTarget,
+    settings: &PoolSettings,
+) -> Result<sqlx::SqlitePool, DbError> {
+    let DatabaseTarget::Sqlite {
+        path,
+        in_memory,
+        create_if_missing,
+    } = target
+    else {
+        unreachable!("sqlite::pool called for {target}");
+    };
+    let busy = settings
+        .statement_timeout
+        .unwrap_or(Duration::from_secs(30));
+    let opts = SqliteConnectOptions::new()
+        .busy_timeout(busy)
+        .foreign_keys(true)
+        .create_if_missing(*create_if_missing);
+    let pool = SqlitePoolOptions::new().acquire_timeout(settings.acquire_timeout);
+    Ok(if *in_memory {
+        // Every connection to `:memory:` is a database of its own: keep exactly one, forever.
+        pool.max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(opts.in_memory(true))
+    } else {
+        pool.max_connections(settings.max_connections)
+            .min_connections(settings.min_connections)
+            .max_lifetime(settings.max_lifetime)
+            .idle_timeout(settings.idle_timeout)
+            .test_before_acquire(settings.test_before_acquire)
+            // WAL lets readers run beside the one writer, which concurrent runs need.
+            .connect_lazy_with(opts.filename(path).journal_mode(SqliteJournalMode::Wal))
+    })
+}
+
+/// Creates an embedded development database the first time it is used, loading its demo data
+/// from `seeds/<name>.sql` when that file exists. The file is built under a temporary name and
+/// renamed into place, so a failed seed never leaves a half-filled database behind.
+pub async fn prepare_embedded(cfg: &DatabaseConfig) -> Result<(), crate::Error> {
+    let DatabaseTarget::Sqlite {
+        path,
+        in_memory: false,
+        ..
+    } = &cfg.target
+    else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io {
+            action: format!("create the embedded database folder {}", dir.display()),
+            source: e,
+        })?;
+    }
+    let Some(seed) = seed_file(&cfg.name) else {
+        return Ok(());
+    };
+    let script = std::fs::read_to_string(&seed).map_err(|e| crate::Error::Io {
+        action: format!("read seed file {}", seed.display()),
+        source: e,
+    })?;
+    let temp = path.with_extension(format!("seeding-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let result = seed_into(&temp, &script, &cfg.name).await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(crate::Error::Seed {
+            database: cfg.name.clone(),
+            file: seed,
+            message: e,
+        });
+    }
+    std::fs::rename(&temp, path).map_err(|e| crate::Error::Io {
+        action: format!("move the seeded database into {}", path.display()),
+        source: e,
+    })?;
+    tracing::info!(database = %cfg.name, seed = %seed.display(), "created embedded development database with demo data");
+    Ok(())
+}
+
+/// `seeds/<name>.sql` (exact name first, then lowercase), relative to the working directory.
+fn seed_file(name: &str) -> Option<PathBuf> {
+    [name.to_owned(), name.to_lowercase()]
+        .iter()
+        .map(|n| Path::new("seeds").join(format!("{n}.sql")))
+        .find(|p| p.is_file())
+}
+
+async fn seed_into(path: &Path, script: &str, name: &str) -> Result<(), String> {
+    use sqlx::{Connection, Executor};
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true);
+    let mut conn = SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let statements = sql::split_statements(script, Dialect::Sqlite).map_err(|e| e.to_string())?;
+    let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+    for stmt in &statements {
+        tx.execute(sqlx::raw_sql(AssertSqlSafe(stmt.sql.clone())))
+            .await
+            .map_err(|e| format!("statement at line {}: {e}", stmt.line))?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    conn.close().await.map_err(|e| e.to_string())?;
+    tracing::debug!(database = name, statements = statements.len(), "seeded");
+    Ok(())
+}
+
+/// Name and declared type of each result column, read with SQLite's own API.
+async fn columns_of(
+    conn: &mut SqliteConnection,
+    db: &Database,
+    sql: &str,
+) -> Result<Vec<Column>, DbError> {
+    let mut handle = conn.lock_handle().await.map_err(|e| db.error(e))?;
+    let raw = handle.as_raw_handle().as_ptr();
+    let mut columns = Vec::new();
+    // SAFETY: the handle is locked out of sqlx's worker for the duration of this block, the
+    // statement is prepared and finalized here, and every pointer SQLite returns is copied
+    // before finalize invalidates it.
+    unsafe {
+        use libsqlite3_sys as ffi;
+        let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
+        let rc = ffi::sqlite3_prepare_v2(
+            raw,
+            sql.as_ptr() as *const c_char,
+            sql.len() as c_int,
+            &mut stmt,
+            std::ptr::null_mut(),
+        );
+        if rc != ffi::SQLITE_OK || stmt.is_null() {
+            // Running the statement reports the error properly; no columns meanwhile.
+            if !stmt.is_null() {
+                ffi::sqlite3_finalize(stmt);
+            }
+            return Ok(columns);
+        }
+        let text = |p: *const c_char| {
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        for i in 0..ffi::sqlite3_column_count(stmt) {
+            columns.push(Column {
+                name: text(ffi::sqlite3_column_name(stmt, i)).unwrap_or_default(),
+                type_name: text(ffi::sqlite3_column_decltype(stmt, i)).unwrap_or_default(),
+            });
+        }
+        ffi::sqlite3_finalize(stmt);
+    }
+    Ok(columns)
+}
+
+fn arguments(values: &[&Value]) -> SqliteArguments {
+    let mut args = SqliteArguments::default();
+    for value in values {
+        // Adding owned primitives to SqliteArguments cannot fail.
+        let _ = match value {
+            Value::Null => args.add(None::<i64>),
+            Value::Boolean(b) => args.add(*b),
+            Value::Int(i) => args.add(*i),
+            Value::Float(f) => args.add(*f),
+            Value::Bytes(b) => args.add(b.clone()),
+            Value::Text(s)
+            | Value::Decimal(s)
+            | Value::Uuid(s)
+            | Value::Date(s)
+            | Value::Time(s)
+            | Value::Timestamp(s)
+            | Value::Json(s) => args.add(s.clone()),
+            Value::TimestampTz(s) => args.add(
+                temporal::parse_timestamp_tz(s)
+                    .map(temporal::format_timestamp_tz)
+                    .unwrap_or_else(|| s.clone()),
+            ),
+        };
+    }
+    args
+}
+
+/// Binds and starts `stmt`; rows are decoded by their columns' declared types as they arrive.
+pub async fn open_stream<'c>(
+    conn: &'c mut SqliteConnection,
+    db: &'c Database,
+    stmt: &Statement,
+    values: &[&Value],
+) -> Result<(Vec<Column>, RowStream<'c>), DbError> {
+    let columns = columns_of(conn, db, &stmt.sql).await?;
+    let kinds: Vec<Declared> = columns.iter().map(|c| Declared::of(&c.type_name)).collect();
+    let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values))
+        .fetch(conn)
+        .map_err(|e| db.error(e))
+        .and_then(move |row| std::future::ready(decode_row(db, &row, &kinds)));
+    Ok((columns, Box::pin(rows)))
+}
+
+pub async fn execute(
+    conn: &mut SqliteConnection,
+    db: &Database,
+    stmt: &Statement,
+    values: &[&Value],
+) -> Result<u64, DbError> {
+    let done = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db.error(e))?;
+    Ok(done.rows_affected())
+}
+
+/// What a column's declared type says its values mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Declared {
+    Plain,
+    Boolean,
+    Decimal,
+    Uuid,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Json,
+}
+
+impl Declared {
+    fn of(decltype: &str) -> Declared {
+        let t = decltype.to_ascii_uppercase();
+        let t = t.trim();
+        if t.starts_with("BOOL") {
+            Declared::Boolean
+        } else if t.starts_with("DECIMAL") || t.starts_with("NUMERIC") {
+            Declared::Decimal
+        } else if t == "UUID" || t == "UNIQUEIDENTIFIER" {
+            Declared::Uuid
+        } else if t == "DATE" {
+            Declared::Date
+        } else if t == "TIME" {
+            Declared::Time
+        } else if t == "TIMESTAMPTZ" || t.contains("WITH TIME ZONE") || t == "DATETIMEOFFSET" {
+            Declared::TimestampTz
+        } else if t.starts_with("TIMESTAMP") || t.starts_with("DATETIME") {
+            Declared::Timestamp
+        } else if t == "JSON" || t == "JSONB" {
+            Declared::Json
+        } else {
+            Declared::Plain
+        }
+    }
+}
+
+fn decode_row(
+    db: &Database,
+    row: &sqlx::sqlite::SqliteRow,
+    kinds: &[Declared],
+) -> Result<Vec<Value>, DbError> {
+    (0..row.len())
+        .map(|i| {
+            let raw = row.try_get_raw(i).map_err(|e| db.error(e))?;
+            decode_value(raw, kinds.get(i).copied().unwrap_or(Declared::Plain))
+                .map_err(|message| DbError::conversion(db.name(), format!("column {i}: {message}")))
+        })
+        .collect()
+}
+
+fn decode_value(raw: SqliteValueRef<'_>, declared: Declared) -> Result<Value, String> {
+    use sqlx::Decode;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let storage = raw.type_info().name().to_owned();
+    let err = |e: sqlx::error::BoxDynError| e.to_string();
+    Ok(match storage.as_str() {
+        "INTEGER" | "BOOLEAN" => {
+            let i = <i64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
+            match declared {
+                Declared::Boolean => Value::Boolean(i != 0),
+                Declared::Decimal => Value::Decimal(i.to_string()),
+                _ => Value::Int(i),
+            }
+        }
+        "REAL" => {
+            let f = <f64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
+            match declared {
+                Declared::Decimal if f.is_finite() => Value::Decimal(f.to_string()),
+                _ => Value::Float(f),
+            }
+        }
+        "BLOB" => {
+            let b = <Vec<u8> as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
+            match declared {
+                Declared::Uuid if b.len() == 16 => Value::Uuid(
+                    uuid::Uuid::from_slice(&b)
+                        .map_err(|e| e.to_string())?
+                        .to_string(),
+                ),
+                _ => Value::Bytes(b),
+            }
+        }
+        _ => {
+            let s = <String as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
+            text_value(s, declared)
+        }
+    })
+}
+
+/// A stored text read through its declared type; text that does not parse as that type stays
+/// text rather than failing the whole query (SQLite does not enforce declared types).
+fn text_value(s: String, declared: Declared) -> Value {
+    match declared {
+        Declared::Decimal => Value::Decimal(s),
+        Declared::Uuid => match uuid::Uuid::parse_str(&s) {
+            Ok(u) => Value::Uuid(u.to_string()),
+            Err(_) => Value::Text(s),
+        },
+        Declared::Date => match temporal::parse_date(&s) {
+            Some(d) => Value::Date(temporal::format_date(d)),
+            None => Value::Text(s),
+        },
+        Declared::Time => match temporal::parse_time(&s) {
+            Some(t) => Value::Time(temporal::format_time(t)),
+            None => Value::Text(s),
+        },
+        Declared::Timestamp => match temporal::parse_timestamp(&s) {
+            Some(t) => Value::Timestamp(temporal::format_timestamp(t)),
+            None => Value::Text(s),
+        },
+        Declared::TimestampTz => match temporal::parse_timestamp_tz(&s) {
+            Some(t) => Value::TimestampTz(temporal::format_timestamp_tz(t)),
+            None => Value::Text(s),
+        },
+        Declared::Json => Value::Json(s),
+        Declared::Boolean => match s.to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" => Value::Boolean(true),
+            "false" | "f" | "0" => Value::Boolean(false),
+            _ => Value::Text(s),
+        },
+        Declared::Plain => Value::Text(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_types_map_to_value_cases() {
+        assert_eq!(Declared::of("boolean"), Declared::Boolean);
+        assert_eq!(Declared::of("NUMERIC(4,2)"), Declared::Decimal);
+        assert_eq!(Declared::of("TIMESTAMP"), Declared::Timestamp);
+        assert_eq!(
+            Declared::of("timestamp with time zone"),
+            Declared::TimestampTz
+        );
+        assert_eq!(Declared::of("DATETIME"), Declared::Timestamp);
+        assert_eq!(Declared::of("VARCHAR(20)"), Declared::Plain);
+    }
+
+    #[test]
+    fn text_that_does_not_parse_as_its_declared_type_stays_text() {
+        assert!(matches!(
+            text_value("soon".into(), Declared::Date),
+            Value::Text(_)
+        ));
+        assert!(matches!(
+            text_value("2026-11-21 14:03:44".into(), Declared::Timestamp),
+            Value::Timestamp(s) if s == "2026-11-21T14:03:44"
+        ));
+    }
+}

@@ -1,0 +1,243 @@
+//! The part of running a guest statement that every backend shares: one statement per call,
+//! grant check by statement kind, placeholder rewriting, and putting parameter values in the
+//! order the rewritten SQL expects.
+
+use std::sync::Arc;
+
+use crate::bindings::types::{Params, Value};
+use crate::manifest::Access;
+use crate::sql::{self, Placeholders, StatementKind};
+
+use super::{Backend, DbError};
+
+/// A guest statement checked against its grant and rewritten for its backend.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// SQL with placeholders in the backend's syntax.
+    pub sql: Arc<str>,
+    pub placeholders: Placeholders,
+    pub kind: StatementKind,
+}
+
+impl Statement {
+    /// Checks `sql` for a guest holding `access` on `database`, and rewrites it for `backend`.
+    ///
+    /// Guests never run transaction control or session statements: transactions come from the
+    /// API (so the host always knows whether one is open) and session state would leak into the
+    /// next run that takes the same pooled connection.
+    pub fn for_guest(
+        sql: &str,
+        backend: Backend,
+        access: Access,
+        database: &str,
+    ) -> Result<Statement, DbError> {
+        let dialect = backend.dialect();
+        let classified =
+            sql::classify(sql, dialect).map_err(|e| DbError::invalid(database, e.to_string()))?;
+        let reason = || {
+            classified
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("{} statements are not allowed", classified.keyword))
+        };
+        match classified.kind {
+            StatementKind::TransactionControl => {
+                return Err(DbError::invalid(
+                    database,
+                    format!(
+                        "{} is transaction control; use begin() and the transaction's \
+                         commit()/rollback() instead",
+                        classified.keyword
+                    ),
+                ));
+            }
+            StatementKind::SessionControl => {
+                let message = format!(
+                    "{}; statements that change session state are refused because the \
+                     connection is shared with other runs",
+                    reason()
+                );
+                return Err(match access {
+                    Access::ReadOnly => DbError::ReadOnly {
+                        database: database.to_owned(),
+                        reason: message,
+                    },
+                    Access::ReadWrite => DbError::invalid(database, message),
+                });
+            }
+            StatementKind::Read => {}
+            StatementKind::Write | StatementKind::Ddl | StatementKind::Other => {
+                if access == Access::ReadOnly {
+                    return Err(DbError::ReadOnly {
+                        database: database.to_owned(),
+                        reason: format!("{} is not a read ({})", classified.keyword, reason()),
+                    });
+                }
+            }
+        }
+        let rewritten =
+            sql::rewrite(sql, dialect).map_err(|e| DbError::invalid(database, e.to_string()))?;
+        Ok(Statement {
+            sql: Arc::from(rewritten.sql),
+            placeholders: rewritten.placeholders,
+            kind: classified.kind,
+        })
+    }
+}
+
+/// The values for `stmt`'s placeholders, in placeholder order.
+///
+/// Named values the statement does not use are ignored (one record may feed several
+/// statements); a placeholder without a value is an error naming it.
+pub fn bind_order<'p>(
+    stmt: &Statement,
+    params: &'p Params,
+    database: &str,
+) -> Result<Vec<&'p Value>, DbError> {
+    match (&stmt.placeholders, params) {
+        (Placeholders::None, Params::Positional(v)) if v.is_empty() => Ok(Vec::new()),
+        (Placeholders::None, Params::Named(_)) => Ok(Vec::new()),
+        (Placeholders::None, Params::Positional(v)) => Err(DbError::invalid(
+            database,
+            format!(
+                "{} positional parameter(s) given but the statement has no $n placeholders",
+                v.len()
+            ),
+        )),
+        (Placeholders::Positional(count), Params::Positional(values)) => {
+            if values.len() != *count {
+                return Err(DbError::invalid(
+                    database,
+                    format!(
+                        "the statement uses ${count} but {} positional parameter(s) were given",
+                        values.len()
+                    ),
+                ));
+            }
+            Ok(values.iter().collect())
+        }
+        (Placeholders::Named(names), Params::Named(values)) => names
+            .iter()
+            .map(|name| {
+                values
+                    .iter()
+                    .find(|nv| nv.name == *name)
+                    .map(|nv| &nv.value)
+                    .ok_or_else(|| {
+                        DbError::invalid(database, format!("parameter :{name} has no value"))
+                    })
+            })
+            .collect(),
+        (Placeholders::Named(names), Params::Positional(_)) => Err(DbError::invalid(
+            database,
+            format!(
+                "the statement uses named placeholders (:{}) but positional parameters were given",
+                names.first().map(String::as_str).unwrap_or("")
+            ),
+        )),
+        (Placeholders::Positional(_), Params::Named(_)) => Err(DbError::invalid(
+            database,
+            "the statement uses $n placeholders but named parameters were given",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::NamedValue;
+
+    fn named(pairs: &[(&str, Value)]) -> Params {
+        Params::Named(
+            pairs
+                .iter()
+                .map(|(n, v)| NamedValue {
+                    name: n.to_string(),
+                    value: v.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn named_values_are_ordered_by_placeholder_and_extras_ignored() {
+        let stmt = Statement::for_guest(
+            "select :b, :a, :b",
+            Backend::Postgresql,
+            Access::ReadOnly,
+            "db",
+        )
+        .unwrap();
+        assert_eq!(&*stmt.sql, "select $1, $2, $1");
+        let params = named(&[
+            ("a", Value::Int(1)),
+            ("b", Value::Int(2)),
+            ("unused", Value::Null),
+        ]);
+        let order = bind_order(&stmt, &params, "db").unwrap();
+        assert!(matches!(order.as_slice(), [Value::Int(2), Value::Int(1)]));
+    }
+
+    #[test]
+    fn missing_named_value_is_named_in_the_error() {
+        let stmt =
+            Statement::for_guest("select :a", Backend::Sqlite, Access::ReadOnly, "db").unwrap();
+        let err = bind_order(&stmt, &named(&[]), "db").unwrap_err();
+        assert!(err.to_string().contains(":a"), "{err}");
+    }
+
+    #[test]
+    fn positional_count_must_match() {
+        let stmt =
+            Statement::for_guest("select $1, $2", Backend::Sqlite, Access::ReadOnly, "db").unwrap();
+        assert_eq!(&*stmt.sql, "select ?1, ?2");
+        let err = bind_order(&stmt, &Params::Positional(vec![Value::Int(1)]), "db").unwrap_err();
+        assert!(matches!(err, DbError::InvalidRequest { .. }), "{err}");
+    }
+
+    #[test]
+    fn read_only_grant_refuses_writes_and_session_changes() {
+        for sql in [
+            "insert into t values (1)",
+            "delete from t",
+            "create table x (a int)",
+            "select set_config('a', 'b', false)",
+        ] {
+            let err =
+                Statement::for_guest(sql, Backend::Postgresql, Access::ReadOnly, "ro").unwrap_err();
+            assert!(matches!(err, DbError::ReadOnly { .. }), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn transaction_control_is_refused_for_every_grant() {
+        for access in [Access::ReadOnly, Access::ReadWrite] {
+            for sql in ["BEGIN", "commit", "SET TRANSACTION READ WRITE", "rollback"] {
+                let err = Statement::for_guest(sql, Backend::Postgresql, access, "db").unwrap_err();
+                assert!(
+                    matches!(err, DbError::InvalidRequest { .. }),
+                    "{sql}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn read_write_grant_allows_writes_but_not_session_changes() {
+        Statement::for_guest(
+            "update t set a = 1",
+            Backend::Sqlite,
+            Access::ReadWrite,
+            "db",
+        )
+        .unwrap();
+        let err = Statement::for_guest(
+            "SET search_path = x",
+            Backend::Postgresql,
+            Access::ReadWrite,
+            "db",
+        )
+        .unwrap_err();
+        assert!(matches!(err, DbError::InvalidRequest { .. }), "{err}");
+    }
+}

@@ -1,0 +1,256 @@
+//! Health of the configured databases: can we connect, does `SELECT 1` answer, how fast, are
+//! migrations current, how full is the pool. Output never holds a connection string: targets
+//! are described as `backend at host:port/db`, errors are scrubbed by the db layer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::db::{DatabaseSet, DbError, PoolStatus};
+use crate::migrate::{self, MigrateOptions};
+
+/// A response slower than this makes a database `degraded`.
+const SLOW: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    /// The worst status of any database (healthy when there are none).
+    pub status: Status,
+    pub environment: String,
+    pub checked_at: String,
+    pub databases: Vec<DatabaseHealth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseHealth {
+    pub name: String,
+    pub backend: Option<String>,
+    /// Safe description of where the database is (`postgresql at host:5432/db`).
+    pub target: Option<String>,
+    pub status: Status,
+    /// A connection was had.
+    pub connected: bool,
+    /// `SELECT 1` answered.
+    pub query_ok: bool,
+    pub response_time_ms: Option<f64>,
+    pub migrations: Option<MigrationHealth>,
+    pub pool: Option<PoolStatus>,
+    /// Why the database is not healthy; never holds a secret.
+    pub error: Option<String>,
+    /// Softer findings (pending migrations, slowness).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationHealth {
+    pub current_version: Option<String>,
+    pub applied: usize,
+    pub pending: usize,
+}
+
+/// Checks `names` (or every configured database when empty) concurrently.
+/// `migrations_root` holds one folder per database (`migrations/rpa_db`).
+pub async fn check(
+    databases: &DatabaseSet,
+    names: &[String],
+    migrations_root: &Path,
+) -> HealthReport {
+    let names: Vec<String> = if names.is_empty() {
+        databases.config().database_names()
+    } else {
+        names.to_vec()
+    };
+    let checks = names
+        .iter()
+        .map(|name| check_one(databases, name, migrations_root));
+    let results = futures_util::future::join_all(checks).await;
+    let status = results
+        .iter()
+        .map(|d| d.status)
+        .max()
+        .unwrap_or(Status::Healthy);
+    HealthReport {
+        status,
+        environment: databases.config().environment.clone(),
+        checked_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        databases: results,
+    }
+}
+
+async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) -> DatabaseHealth {
+    let mut health = DatabaseHealth {
+        name: name.to_owned(),
+        backend: None,
+        target: None,
+        status: Status::Unhealthy,
+        connected: false,
+        query_ok: false,
+        response_time_ms: None,
+        migrations: None,
+        pool: None,
+        error: None,
+        warnings: Vec::new(),
+    };
+    let db = match databases.get(name).await {
+        Ok(db) => db,
+        Err(e) => {
+            health.error = Some(e.to_string());
+            return health;
+        }
+    };
+    health.backend = Some(db.backend().as_str().to_owned());
+    health.target = Some(db.target().to_owned());
+    match db.acquire().await {
+        Ok(mut conn) => {
+            health.connected = true;
+            let started = std::time::Instant::now();
+            match conn.run_raw(&db, "SELECT 1").await {
+                Ok(()) => {
+                    health.query_ok = true;
+                    let elapsed = started.elapsed();
+                    health.response_time_ms = Some(elapsed.as_secs_f64() * 1000.0);
+                    if elapsed > SLOW {
+                        health
+                            .warnings
+                            .push(format!("SELECT 1 took {} ms", elapsed.as_millis()));
+                    }
+                }
+                Err(e) => health.error = Some(e.to_string()),
+            }
+        }
+        Err(e) => health.error = Some(describe_unreachable(&e)),
+    }
+    health.pool = Some(db.pool_status());
+    if !health.query_ok {
+        return health;
+    }
+    let dir = migrations_root.join(name);
+    let dir = dir.is_dir().then_some(dir);
+    match migrate::status(&db, dir.as_deref(), &MigrateOptions::default()).await {
+        Ok(status) => {
+            if !status.pending.is_empty() {
+                health
+                    .warnings
+                    .push(format!("{} pending migration(s)", status.pending.len()));
+            }
+            for problem in status.problems() {
+                health.warnings.push(problem);
+            }
+            health.migrations = Some(MigrationHealth {
+                current_version: status.current_version.as_ref().map(|v| v.to_string()),
+                applied: status.applied.len(),
+                pending: status.pending.len(),
+            });
+        }
+        Err(e) => health
+            .warnings
+            .push(format!("migration status unavailable: {e}")),
+    }
+    health.status = if health.warnings.is_empty() {
+        Status::Healthy
+    } else {
+        Status::Degraded
+    };
+    health
+}
+
+fn describe_unreachable(e: &DbError) -> String {
+    e.to_string()
+}
+
+/// The human table `flowhost health` prints.
+pub fn render(report: &HealthReport) -> String {
+    let mut out = format!(
+        "environment: {}    overall: {}\n\n",
+        report.environment,
+        report.status.as_str()
+    );
+    let header = [
+        "DATABASE",
+        "BACKEND",
+        "STATUS",
+        "CONNECT",
+        "SELECT 1",
+        "TIME",
+        "MIGRATIONS",
+        "POOL size/idle/used/max",
+    ];
+    let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
+    for d in &report.databases {
+        let ok = |b: bool| if b { "ok" } else { "FAILED" }.to_owned();
+        rows.push([
+            d.name.clone(),
+            d.backend.clone().unwrap_or_else(|| "-".into()),
+            d.status.as_str().to_owned(),
+            ok(d.connected),
+            ok(d.query_ok),
+            d.response_time_ms
+                .map(|ms| format!("{ms:.1} ms"))
+                .unwrap_or_else(|| "-".into()),
+            d.migrations
+                .as_ref()
+                .map(|m| {
+                    format!(
+                        "{}, {} pending",
+                        m.current_version
+                            .as_deref()
+                            .map(|v| format!("V{v}"))
+                            .unwrap_or_else(|| "none".into()),
+                        m.pending
+                    )
+                })
+                .unwrap_or_else(|| "-".into()),
+            d.pool
+                .map(|p| format!("{}/{}/{}/{}", p.size, p.idle, p.in_use, p.max))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for d in &report.databases {
+        if let Some(target) = &d.target {
+            out.push_str(&format!("\n{}: {}", d.name, target));
+        }
+        if let Some(e) = &d.error {
+            out.push_str(&format!("\n  error: {e}"));
+        }
+        for w in &d.warnings {
+            out.push_str(&format!("\n  warning: {w}"));
+        }
+    }
+    if report.databases.is_empty() {
+        out.push_str("\nno databases are configured for this environment\n");
+    } else {
+        out.push('\n');
+    }
+    out
+}

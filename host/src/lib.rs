@@ -1,0 +1,77 @@
+//! flowhost: runs data flows as sandboxed WebAssembly components and gives each flow pooled,
+//! migrated, health-checked access to exactly the databases its manifest grants.
+//!
+//! The pieces, in the order a run uses them: [`config`] (which databases exist and how to reach
+//! them), [`manifest`] (what a flow is granted), [`db`] (pools, grant checks, statements),
+//! [`migrate`] (schema migrations), [`runtime`] (the wasm sandbox), [`run`] (the pipeline),
+//! [`health`], and [`cli`].
+
+pub mod bindings;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod manifest;
+#[path = "migrate_stub.rs"]
+pub mod migrate;
+pub mod run;
+pub mod runtime;
+pub mod sql;
+
+use std::path::PathBuf;
+
+/// Everything that can stop flowhost before or around a run. Each message names what failed
+/// and what to do; none holds a connection string or password.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    #[error(transparent)]
+    Database(#[from] db::DbError),
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error("cannot {action}: {source}")]
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
+    #[error("seeding the embedded database '{database}' from {} failed: {message}", file.display())]
+    Seed {
+        database: String,
+        file: PathBuf,
+        message: String,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Process exit codes, documented in `flowhost --help` and the README.
+pub mod exit {
+    /// The flow ran and succeeded.
+    pub const OK: u8 = 0;
+    /// The flow ran and returned an error (or output that is not JSON).
+    pub const FLOW_FAILED: u8 = 1;
+    /// Bad invocation, configuration, manifest or component.
+    pub const USAGE: u8 = 2;
+    /// A database could not be reached, or a migration failed.
+    pub const DATABASE: u8 = 3;
+    /// The flow was stopped: panic, trap, time, memory or fuel limit.
+    pub const TRAPPED: u8 = 4;
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Database(_) | Error::Migrate(_) | Error::Seed { .. } => exit::DATABASE,
+            Error::Runtime(runtime::RuntimeError::Trapped { .. }) => exit::TRAPPED,
+            Error::Runtime(
+                runtime::RuntimeError::FlowFailed { .. } | runtime::RuntimeError::BadOutput { .. },
+            ) => exit::FLOW_FAILED,
+            _ => exit::USAGE,
+        }
+    }
+}

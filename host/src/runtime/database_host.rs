@@ -1,0 +1,269 @@
+//! The `flowhost:flow/database` imports: every guest database call enters the host here.
+//!
+//! Connection and transaction calls differ only in which route they take through the shared
+//! session, so both resources delegate to the same four functions below.
+
+use wasmtime::component::Resource;
+
+use super::resources::{ConnectionResource, CursorResource, TransactionResource};
+use super::state::HostState;
+use crate::bindings::database::{self, Access as WitAccess};
+use crate::bindings::types::{self, Column, DbError, Params, Row, RowSet};
+use crate::db::{self, CursorStream, Route, Session, SharedSession};
+use crate::manifest::Access;
+
+type Call<T> = wasmtime::Result<Result<T, DbError>>;
+
+/// Locks a session for one call. Only an open cursor's reader can hold it meanwhile (the guest
+/// is single-threaded), so a held lock means exactly that.
+fn lock(session: &SharedSession) -> Result<tokio::sync::MutexGuard<'_, Session>, DbError> {
+    session.try_lock().map_err(|_| busy())
+}
+
+fn busy() -> DbError {
+    DbError::InvalidRequest(
+        "the connection is busy with an open cursor; read it to the end or drop it first".into(),
+    )
+}
+
+async fn query(
+    session: &SharedSession,
+    route: Route,
+    sql: &str,
+    params: &Params,
+) -> Result<RowSet, DbError> {
+    let mut s = lock(session)?;
+    s.query(route, sql, params).await.map_err(|e| e.to_wit())
+}
+
+async fn execute(
+    session: &SharedSession,
+    route: Route,
+    sql: &str,
+    params: &Params,
+) -> Result<u64, DbError> {
+    let mut s = lock(session)?;
+    s.execute(route, sql, params).await.map_err(|e| e.to_wit())
+}
+
+async fn execute_batch(
+    session: &SharedSession,
+    route: Route,
+    sql: &str,
+    sets: &[Params],
+) -> Result<u64, DbError> {
+    let mut s = lock(session)?;
+    s.execute_batch(route, sql, sets)
+        .await
+        .map_err(|e| e.to_wit())
+}
+
+async fn cursor(
+    state: &mut HostState,
+    session: &SharedSession,
+    route: Route,
+    sql: &str,
+    params: &Params,
+) -> Call<Resource<CursorResource>> {
+    match CursorStream::open(session, route, sql, params).await {
+        Ok(stream) => Ok(Ok(state.table.push(CursorResource { stream })?)),
+        Err(e) => Ok(Err(e.to_wit())),
+    }
+}
+
+impl types::Host for HostState {}
+
+impl database::Host for HostState {
+    async fn open(&mut self, name: String) -> Call<Resource<ConnectionResource>> {
+        let Some(grant) = self.grants.get(&name) else {
+            tracing::warn!(flow = %self.flow, run = %self.run_id, database = %name, "flow tried to open a database it was not granted");
+            return Ok(Err(db::DbError::NotGranted(name).to_wit()));
+        };
+        let session = Session::new(grant.database.clone(), grant.access, self.max_rows);
+        self.sessions.push(session.clone());
+        let access = grant.access;
+        Ok(Ok(self.table.push(ConnectionResource {
+            name,
+            access,
+            session,
+        })?))
+    }
+}
+
+impl database::HostConnection for HostState {
+    async fn name(&mut self, this: Resource<ConnectionResource>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&this)?.name.clone())
+    }
+
+    async fn access(&mut self, this: Resource<ConnectionResource>) -> wasmtime::Result<WitAccess> {
+        Ok(match self.table.get(&this)?.access {
+            Access::ReadOnly => WitAccess::ReadOnly,
+            Access::ReadWrite => WitAccess::ReadWrite,
+        })
+    }
+
+    async fn backend(&mut self, this: Resource<ConnectionResource>) -> wasmtime::Result<String> {
+        let session = self.table.get(&this)?.session.clone();
+        let s = session.lock().await;
+        Ok(s.database().backend().as_str().to_owned())
+    }
+
+    async fn query(
+        &mut self,
+        this: Resource<ConnectionResource>,
+        sql: String,
+        params: Params,
+    ) -> Call<RowSet> {
+        let session = self.table.get(&this)?.session.clone();
+        Ok(query(&session, Route::Connection, &sql, &params).await)
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<ConnectionResource>,
+        sql: String,
+        params: Params,
+    ) -> Call<u64> {
+        let session = self.table.get(&this)?.session.clone();
+        Ok(execute(&session, Route::Connection, &sql, &params).await)
+    }
+
+    async fn execute_batch(
+        &mut self,
+        this: Resource<ConnectionResource>,
+        sql: String,
+        param_sets: Vec<Params>,
+    ) -> Call<u64> {
+        let session = self.table.get(&this)?.session.clone();
+        Ok(execute_batch(&session, Route::Connection, &sql, &param_sets).await)
+    }
+
+    async fn cursor(
+        &mut self,
+        this: Resource<ConnectionResource>,
+        sql: String,
+        params: Params,
+    ) -> Call<Resource<CursorResource>> {
+        let session = self.table.get(&this)?.session.clone();
+        cursor(self, &session, Route::Connection, &sql, &params).await
+    }
+
+    async fn begin(
+        &mut self,
+        this: Resource<ConnectionResource>,
+    ) -> Call<Resource<TransactionResource>> {
+        let session = self.table.get(&this)?.session.clone();
+        let id = match lock(&session) {
+            Ok(mut s) => match s.begin().await {
+                Ok(id) => id,
+                Err(e) => return Ok(Err(e.to_wit())),
+            },
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(self.table.push(TransactionResource { session, id })?))
+    }
+
+    async fn drop(&mut self, this: Resource<ConnectionResource>) -> wasmtime::Result<()> {
+        let conn = self.table.delete(this)?;
+        // With a cursor still reading, the end-of-run cleanup finishes this session instead.
+        if let Ok(mut s) = conn.session.try_lock() {
+            s.finish().await;
+        }
+        Ok(())
+    }
+}
+
+impl database::HostTransaction for HostState {
+    async fn query(
+        &mut self,
+        this: Resource<TransactionResource>,
+        sql: String,
+        params: Params,
+    ) -> Call<RowSet> {
+        let tx = self.table.get(&this)?;
+        let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
+        Ok(query(&session, route, &sql, &params).await)
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<TransactionResource>,
+        sql: String,
+        params: Params,
+    ) -> Call<u64> {
+        let tx = self.table.get(&this)?;
+        let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
+        Ok(execute(&session, route, &sql, &params).await)
+    }
+
+    async fn execute_batch(
+        &mut self,
+        this: Resource<TransactionResource>,
+        sql: String,
+        param_sets: Vec<Params>,
+    ) -> Call<u64> {
+        let tx = self.table.get(&this)?;
+        let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
+        Ok(execute_batch(&session, route, &sql, &param_sets).await)
+    }
+
+    async fn cursor(
+        &mut self,
+        this: Resource<TransactionResource>,
+        sql: String,
+        params: Params,
+    ) -> Call<Resource<CursorResource>> {
+        let tx = self.table.get(&this)?;
+        let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
+        cursor(self, &session, route, &sql, &params).await
+    }
+
+    async fn commit(&mut self, this: Resource<TransactionResource>) -> Call<()> {
+        let tx = self.table.get(&this)?;
+        let (session, id) = (tx.session.clone(), tx.id);
+        let mut s = match lock(&session) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(s.end(id, true).await.map_err(|e| e.to_wit()))
+    }
+
+    async fn rollback(&mut self, this: Resource<TransactionResource>) -> Call<()> {
+        let tx = self.table.get(&this)?;
+        let (session, id) = (tx.session.clone(), tx.id);
+        let mut s = match lock(&session) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(s.end(id, false).await.map_err(|e| e.to_wit()))
+    }
+
+    async fn drop(&mut self, this: Resource<TransactionResource>) -> wasmtime::Result<()> {
+        let tx = self.table.delete(this)?;
+        // Dropped unfinished: roll back now. If a cursor holds the session, the end-of-run
+        // cleanup rolls back instead; either way the work is discarded.
+        if let Ok(mut s) = tx.session.try_lock()
+            && s.in_transaction(tx.id)
+            && let Err(e) = s.end(tx.id, false).await
+        {
+            tracing::warn!(error = %e, "rolling back a dropped transaction failed");
+        }
+        Ok(())
+    }
+}
+
+impl database::HostCursor for HostState {
+    async fn columns(&mut self, this: Resource<CursorResource>) -> wasmtime::Result<Vec<Column>> {
+        Ok(self.table.get(&this)?.stream.columns().to_vec())
+    }
+
+    async fn next(&mut self, this: Resource<CursorResource>, max_rows: u32) -> Call<Vec<Row>> {
+        let cursor = self.table.get_mut(&this)?;
+        Ok(cursor.stream.next(max_rows).await.map_err(|e| e.to_wit()))
+    }
+
+    async fn drop(&mut self, this: Resource<CursorResource>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! The data one run's store holds: its sandboxed WASI context, its resource table, its grants
+//! and every database session it opened (so they can all be cleaned up however the run ends).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::db::{Database, SharedSession};
+use crate::manifest::Access;
+
+/// A database this run may open, resolved before the guest starts.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub database: Arc<Database>,
+    pub access: Access,
+}
+
+/// Most bytes of guest stdout/stderr kept per run; output past it is dropped (and says so).
+pub const CAPTURE_LIMIT: usize = 1 << 20;
+
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) grants: HashMap<String, Grant>,
+    pub(crate) sessions: Vec<SharedSession>,
+    pub(crate) max_rows: u64,
+    pub(crate) flow: String,
+    pub(crate) run_id: String,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl HostState {
+    /// A state with no filesystem, no environment, no arguments, no network and closed stdin:
+    /// the flow reaches the outside only through the grants.
+    pub fn new(
+        grants: HashMap<String, Grant>,
+        limits: StoreLimits,
+        max_rows: u64,
+        flow: &str,
+        run_id: &str,
+    ) -> HostState {
+        let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            // The builder's documented defaults disagree; deny explicitly.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            grants,
+            sessions: Vec::new(),
+            max_rows,
+            flow: flow.to_owned(),
+            run_id: run_id.to_owned(),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

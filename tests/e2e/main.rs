@@ -1,0 +1,11 @@
+//! End-to-end tests: real `wasm32-wasip2` components run by the real `flowhost` binary against
+//! real PostgreSQL (127.0.0.1:5432, a fresh database per test) and real SQLite files.
+
+mod support;
+
+mod grants;
+mod health;
+mod migrations;
+mod rpa1;
+mod sandbox;
+mod values;

@@ -1,0 +1,168 @@
+//! Hostile and failing guests: every one ends with a clean non-zero exit and a message, and
+//! leaves the databases as they were before its unfinished work.
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[test]
+fn a_flow_that_returns_an_error_exits_1_with_its_message() {
+    let project = Project::new();
+    let out = project.run_probe(
+        &[],
+        json!([{ "op": "fail", "message": "the survey API said no" }]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the survey API said no"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).is_empty(),
+        "stdout must hold only a result: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_panicking_flow_exits_4_with_the_panic_message() {
+    let project = Project::new();
+    let out = project.run_probe(
+        &[],
+        json!([{ "op": "panic", "message": "index out of bounds in step 3" }]),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("panicked"), "{err}");
+    assert!(err.contains("index out of bounds in step 3"), "{err}");
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_deadline() {
+    let project = Project::new();
+    let out = project.run_probe_with("timeout-seconds = 1", &[], json!([{ "op": "loop" }]));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("time limit"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_flow_over_its_memory_limit_is_stopped() {
+    let project = Project::new();
+    let out = project.run_probe_with("memory-mb = 32", &[], json!([{ "op": "alloc", "mb": 200 }]));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("memory limit"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_flow_sees_no_environment_no_files_and_no_network() {
+    let project = Project::new();
+    project.write("secret.txt", "do not read");
+    let results = probe_results(&project.run_probe(
+        &[],
+        json!([
+            { "op": "env" },
+            { "op": "read_file", "path": "secret.txt" },
+            { "op": "read_file", "path": "/etc/passwd" },
+            { "op": "connect", "addr": "127.0.0.1:5432" },
+        ]),
+    ));
+    assert_eq!(results[0]["ok"]["vars"], 0, "{results:?}");
+    for i in 1..=3 {
+        assert_eq!(results[i]["error"]["kind"], "sdk", "step {i}: {results:?}");
+    }
+}
+
+#[test]
+fn guest_output_goes_to_the_log_not_to_stdout() {
+    let project = Project::new();
+    let out = project.run_probe(
+        &[],
+        json!([
+            { "op": "stdout", "message": "printed by the guest" },
+            { "op": "log", "level": "warn", "message": "logged by the guest" },
+        ]),
+    );
+    let result = json_ok(&out);
+    assert_eq!(result["results"].as_array().unwrap().len(), 2);
+    let err = stderr(&out);
+    assert!(err.contains("printed by the guest"), "{err}");
+    assert!(err.contains("logged by the guest"), "{err}");
+    assert!(!stdout(&out).contains("printed by the guest"));
+}
+
+#[test]
+fn a_transaction_left_open_by_a_panicking_flow_is_rolled_back() {
+    let db = PgDatabase::create();
+    db.exec("CREATE TABLE work (id int PRIMARY KEY)");
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!("DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING={}\n", db.url()),
+    );
+    let out = project.run_probe(
+        &[("rpa_db", "read-write")],
+        json!([
+            { "op": "execute", "db": "rpa_db", "sql": "INSERT INTO work VALUES (1)" },
+            { "op": "begin", "db": "rpa_db" },
+            { "op": "execute", "db": "rpa_db", "sql": "INSERT INTO work VALUES (2)", "tx": true },
+            { "op": "panic", "message": "crash mid-transaction" },
+        ]),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // The autocommitted row stays; the unfinished transaction's row is gone.
+    assert_eq!(
+        db.column("SELECT id::text FROM work ORDER BY id"),
+        vec![Some("1".into())]
+    );
+}
+
+#[test]
+fn transactions_commit_roll_back_and_batches_are_all_or_nothing() {
+    let db = PgDatabase::create();
+    db.exec("CREATE TABLE work (id int PRIMARY KEY, note text)");
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!("DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING={}\n", db.url()),
+    );
+    let set =
+        |id: i64| json!({ "id": v("int", json!(id)), "note": v("text", json!(format!("n{id}"))) });
+    let results = probe_results(&project.run_probe(
+        &[("rpa_db", "read-write")],
+        json!([
+            { "op": "begin", "db": "rpa_db" },
+            { "op": "execute", "db": "rpa_db", "sql": "INSERT INTO work (id) VALUES (1)", "tx": true },
+            { "op": "execute", "db": "rpa_db", "sql": "INSERT INTO work (id) VALUES (99)" },
+            { "op": "rollback", "db": "rpa_db" },
+            { "op": "begin", "db": "rpa_db" },
+            { "op": "execute", "db": "rpa_db", "sql": "INSERT INTO work (id) VALUES (2)", "tx": true },
+            { "op": "commit", "db": "rpa_db" },
+            { "op": "batch", "db": "rpa_db", "sql": "INSERT INTO work (id, note) VALUES (:id, :note)",
+              "param_sets": [set(10), set(11), set(2), set(12)] },
+            { "op": "batch", "db": "rpa_db", "sql": "INSERT INTO work (id, note) VALUES (:id, :note)",
+              "param_sets": [set(20), set(21)] },
+            { "op": "cursor", "db": "rpa_db", "sql": "SELECT id FROM work ORDER BY id", "batch": 1 },
+        ]),
+    ));
+    assert_eq!(
+        results[2]["error"]["kind"], "invalid-request",
+        "connection busy with a transaction: {results:?}"
+    );
+    assert_eq!(results[7]["error"]["kind"], "query", "{results:?}");
+    assert_eq!(results[7]["error"]["code"], "23505", "{results:?}");
+    assert!(
+        results[7]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("parameter set 2"),
+        "{results:?}"
+    );
+    assert_eq!(results[8]["ok"]["affected"], 2, "{results:?}");
+    assert_eq!(results[9]["ok"]["rows"], 3, "{results:?}");
+    assert_eq!(results[9]["ok"]["batches"], 3, "{results:?}");
+    assert_eq!(
+        db.column("SELECT string_agg(id::text, ',' ORDER BY id) FROM work"),
+        vec![Some("2,20,21".into())]
+    );
+}
