@@ -3,9 +3,11 @@
 
 mod support;
 
+mod cli;
 mod grants;
 mod health;
 mod migrations;
+mod pool_hygiene;
 mod rpa1;
 mod sandbox;
 mod values;

@@ -79,6 +79,7 @@ pub struct Database {
     target: String,
     redactor: Redactor,
     max_connections: u32,
+    connect_timeout: Duration,
 }
 
 /// Pool occupancy, as health checks and metrics report it.
@@ -130,6 +131,7 @@ impl Database {
             target,
             redactor,
             max_connections: cfg.pool.max_connections,
+            connect_timeout: cfg.pool.connect_timeout,
         })
     }
 
@@ -155,12 +157,31 @@ impl Database {
     }
 
     /// Takes a connection from the pool, waiting at most the configured acquire timeout.
+    ///
+    /// While the pool holds no connection at all, taking one means connecting, so the connect
+    /// timeout applies too: a server that is down fails fast instead of after POOL_TIMEOUT.
     pub async fn acquire(&self) -> Result<Conn, DbError> {
-        let conn = match &self.pool {
-            Pool::Postgres(p) => Conn::Postgres(p.acquire().await.map_err(|e| self.error(e))?),
-            Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await.map_err(|e| self.error(e))?),
+        let acquire = async {
+            Ok::<_, DbError>(match &self.pool {
+                Pool::Postgres(p) => Conn::Postgres(p.acquire().await.map_err(|e| self.error(e))?),
+                Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await.map_err(|e| self.error(e))?),
+            })
         };
-        Ok(conn)
+        if self.pool_status().size > 0 {
+            return acquire.await;
+        }
+        tokio::time::timeout(self.connect_timeout, acquire)
+            .await
+            .unwrap_or_else(|_| {
+                Err(DbError::Connection {
+                    database: self.name.clone(),
+                    target: self.target.clone(),
+                    message: format!(
+                        "no connection within {:?} (CONNECT_TIMEOUT); is the server running and reachable?",
+                        self.connect_timeout
+                    ),
+                })
+            })
     }
 
     /// Connects (or reuses an idle connection) and runs `SELECT 1`; returns how long it took.

@@ -138,8 +138,15 @@ impl Runtime {
         })?;
         let load_err = |message: String| RuntimeError::Load {
             path: path.to_owned(),
-            message,
+            message: one_line(&message),
         };
+        if !bytes.starts_with(b"\0asm") {
+            return Err(load_err(
+                "it is not a WebAssembly file (no \\0asm header); build the flow with \
+                 `cargo build --release --target wasm32-wasip2`"
+                    .into(),
+            ));
+        }
         if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
             return Err(load_err(
                 "it is a core WebAssembly module, not a component; build the flow with \
@@ -337,6 +344,11 @@ fn classify_trap(
         kind,
         message,
     }
+}
+
+/// Engine errors can span lines; CLI errors are one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn log_captured(flow: &str, run_id: &str, stream: &str, text: &str) {

@@ -1,0 +1,439 @@
+//! The history table: one row per applied migration, Flyway's columns plus the checksum's
+//! algorithm. The SQL is written once; only placeholders, quoting, column types and the
+//! existence check differ by dialect.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+
+use super::checksum::{Checksum, ChecksumAlgorithm};
+use super::error::MigrateError;
+use super::version::Version;
+use crate::db::{Conn, Database, DbError};
+use crate::sql::Dialect;
+
+/// The history table's default name.
+pub const DEFAULT_HISTORY_TABLE: &str = "flowhost_schema_history";
+
+/// The `type` of rows flowhost writes for versioned SQL migrations (as Flyway).
+pub const TYPE_SQL: &str = "SQL";
+
+/// Runs `$body` with `$c` bound to the driver connection, whichever backend it is. The body is
+/// written once and type-checked per backend.
+macro_rules! with_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            crate::db::Conn::Postgres($c) => $body,
+            crate::db::Conn::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use with_conn;
+
+/// One row of the history table.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedMigration {
+    pub installed_rank: i32,
+    /// `None` for rows without a version (repeatable migrations, issue 3).
+    pub version: Option<Version>,
+    pub description: String,
+    /// `SQL` for versioned SQL migrations; other tools write `BASELINE`, `UNDO_SQL`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub script: String,
+    pub checksum: Option<Checksum>,
+    pub installed_by: String,
+    /// UTC.
+    #[serde(serialize_with = "serialize_utc")]
+    pub installed_on: NaiveDateTime,
+    pub execution_time_ms: i32,
+    pub success: bool,
+}
+
+fn serialize_utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+}
+
+/// A validated history table name and the SQL to use it, for one dialect.
+#[derive(Debug, Clone)]
+pub struct HistoryTable {
+    name: String,
+    dialect: Dialect,
+}
+
+impl HistoryTable {
+    /// Accepts plain identifiers only (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 characters), so the
+    /// name can be quoted into SQL safely and means the same thing on every backend.
+    pub fn new(name: &str, dialect: Dialect) -> Result<HistoryTable, MigrateError> {
+        let mut chars = name.chars();
+        let plain = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && name.len() <= 63;
+        if !plain {
+            return Err(MigrateError::InvalidOption(format!(
+                "history table name '{name}' is not a plain identifier: use letters, digits and \
+                 '_' (not starting with a digit, at most 63 characters), like \
+                 {DEFAULT_HISTORY_TABLE}"
+            )));
+        }
+        Ok(HistoryTable {
+            name: name.to_owned(),
+            dialect,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn quoted(&self) -> String {
+        match self.dialect {
+            Dialect::SqlServer => format!("[{}]", self.name),
+            _ => format!("\"{}\"", self.name),
+        }
+    }
+
+    /// The `n`th (1-based) parameter placeholder.
+    fn param(&self, n: usize) -> String {
+        match self.dialect {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::SqlServer => format!("@P{n}"),
+        }
+    }
+
+    pub fn create_sql(&self) -> String {
+        let (text, short_text, timestamp, boolean, if_missing) = match self.dialect {
+            Dialect::SqlServer => ("NVARCHAR(4000)", "NVARCHAR(100)", "DATETIME2", "BIT", ""),
+            _ => ("TEXT", "TEXT", "TIMESTAMP", "BOOLEAN", "IF NOT EXISTS "),
+        };
+        format!(
+            "CREATE TABLE {if_missing}{table} (\n  \
+               installed_rank INTEGER NOT NULL PRIMARY KEY,\n  \
+               version {short_text},\n  \
+               description {text} NOT NULL,\n  \
+               type {short_text} NOT NULL,\n  \
+               script {text} NOT NULL,\n  \
+               checksum {short_text},\n  \
+               checksum_algorithm {short_text},\n  \
+               installed_by {short_text} NOT NULL,\n  \
+               installed_on {timestamp} NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  \
+               execution_time_ms INTEGER NOT NULL,\n  \
+               success {boolean} NOT NULL\n)",
+            table = self.quoted()
+        )
+    }
+
+    /// One parameter (the table name); returns one row with a count, 0 or 1.
+    pub fn exists_sql(&self) -> String {
+        let p = self.param(1);
+        match self.dialect {
+            // to_regclass follows search_path, as unqualified names in the other statements do.
+            Dialect::Postgres => format!(
+                "SELECT COUNT(*) FROM (SELECT to_regclass(quote_ident({p})) AS t) s WHERE t IS NOT NULL"
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = {p} COLLATE NOCASE"
+            ),
+            Dialect::SqlServer => format!("SELECT COUNT(*) FROM sys.tables WHERE name = {p}"),
+        }
+    }
+
+    pub fn select_sql(&self) -> String {
+        format!(
+            "SELECT installed_rank, version, description, type, script, checksum, \
+             checksum_algorithm, installed_by, installed_on, execution_time_ms, success \
+             FROM {} ORDER BY installed_rank",
+            self.quoted()
+        )
+    }
+
+    pub fn max_rank_sql(&self) -> String {
+        format!(
+            "SELECT COALESCE(MAX(installed_rank), 0) FROM {}",
+            self.quoted()
+        )
+    }
+
+    pub fn insert_sql(&self) -> String {
+        let params: Vec<String> = (1..=11).map(|n| self.param(n)).collect();
+        format!(
+            "INSERT INTO {} (installed_rank, version, description, type, script, checksum, \
+             checksum_algorithm, installed_by, installed_on, execution_time_ms, success) \
+             VALUES ({})",
+            self.quoted(),
+            params.join(", ")
+        )
+    }
+
+    /// Whether the table exists (without creating it).
+    pub async fn exists(&self, conn: &mut Conn, db: &Database) -> Result<bool, DbError> {
+        let sql = sqlx::AssertSqlSafe(self.exists_sql());
+        let name = self.name.clone();
+        let count: i64 =
+            with_conn!(conn, c => sqlx::query_scalar(sql).bind(name).fetch_one(&mut **c).await)
+                .map_err(|e| db.error(e))?;
+        Ok(count > 0)
+    }
+
+    /// Creates the table when it is missing.
+    pub async fn create(&self, conn: &mut Conn, db: &Database) -> Result<(), DbError> {
+        conn.run_raw(db, &self.create_sql()).await
+    }
+
+    /// The highest installed rank (0 for an empty table): cheap to read inside each migration's
+    /// transaction to see whether another process has migrated meanwhile.
+    pub async fn max_rank(&self, conn: &mut Conn, db: &Database) -> Result<i32, DbError> {
+        let sql = sqlx::AssertSqlSafe(self.max_rank_sql());
+        with_conn!(conn, c => sqlx::query_scalar(sql).fetch_one(&mut **c).await)
+            .map_err(|e| db.error(e))
+    }
+
+    /// Every row, by installed rank.
+    pub async fn read(
+        &self,
+        conn: &mut Conn,
+        db: &Database,
+    ) -> Result<Vec<AppliedMigration>, MigrateError> {
+        use sqlx::Row;
+        let sql = sqlx::AssertSqlSafe(self.select_sql());
+        let raw: Vec<RawRow> = with_conn!(conn, c => {
+            let rows = sqlx::query(sql).fetch_all(&mut **c).await;
+            rows.and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(RawRow {
+                            installed_rank: r.try_get(0)?,
+                            version: r.try_get(1)?,
+                            description: r.try_get(2)?,
+                            kind: r.try_get(3)?,
+                            script: r.try_get(4)?,
+                            checksum: r.try_get(5)?,
+                            checksum_algorithm: r.try_get(6)?,
+                            installed_by: r.try_get(7)?,
+                            installed_on: r.try_get(8)?,
+                            execution_time_ms: r.try_get(9)?,
+                            success: r.try_get(10)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+            })
+        })
+        .map_err(|e| {
+            MigrateError::database(format!("read the history table {}", self.name), db.error(e))
+        })?;
+        raw.into_iter()
+            .map(|r| r.interpret())
+            .collect::<Result<_, String>>()
+            .map_err(|message| MigrateError::History {
+                database: db.name().to_owned(),
+                table: self.name.clone(),
+                message,
+            })
+    }
+
+    /// Records one row.
+    pub async fn insert(
+        &self,
+        conn: &mut Conn,
+        db: &Database,
+        row: &AppliedMigration,
+    ) -> Result<(), DbError> {
+        let sql = sqlx::AssertSqlSafe(self.insert_sql());
+        let version = row.version.as_ref().map(|v| v.to_string());
+        let (checksum, algorithm) = match &row.checksum {
+            Some(c) => (Some(c.value.clone()), Some(c.algorithm.as_str().to_owned())),
+            None => (None, None),
+        };
+        with_conn!(conn, c => sqlx::query(sql)
+            .bind(row.installed_rank)
+            .bind(version)
+            .bind(row.description.clone())
+            .bind(row.kind.clone())
+            .bind(row.script.clone())
+            .bind(checksum)
+            .bind(algorithm)
+            .bind(row.installed_by.clone())
+            .bind(row.installed_on)
+            .bind(row.execution_time_ms)
+            .bind(row.success)
+            .execute(&mut **c)
+            .await
+            .map(|_| ()))
+        .map_err(|e| db.error(e))
+    }
+}
+
+/// A row as stored, before its version and checksum are interpreted.
+struct RawRow {
+    installed_rank: i32,
+    version: Option<String>,
+    description: String,
+    kind: String,
+    script: String,
+    checksum: Option<String>,
+    checksum_algorithm: Option<String>,
+    installed_by: String,
+    installed_on: NaiveDateTime,
+    execution_time_ms: i32,
+    success: bool,
+}
+
+impl RawRow {
+    fn interpret(self) -> Result<AppliedMigration, String> {
+        let rank = self.installed_rank;
+        let version =
+            match self.version.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(text) => Some(Version::parse(text).map_err(|e| {
+                    format!("row with installed_rank {rank} ({}): {e}", self.script)
+                })?),
+            };
+        let checksum = match (self.checksum, self.checksum_algorithm) {
+            (None, _) => None,
+            (Some(value), Some(algorithm)) => {
+                let known = ChecksumAlgorithm::from_name(&algorithm).ok_or_else(|| {
+                    format!(
+                        "row with installed_rank {rank} ({}) has a checksum made with \
+                         '{algorithm}', which this version of flowhost cannot verify",
+                        self.script
+                    )
+                })?;
+                Some(Checksum {
+                    algorithm: known,
+                    value,
+                })
+            }
+            (Some(_), None) => {
+                return Err(format!(
+                    "row with installed_rank {rank} ({}) has a checksum but no \
+                     checksum_algorithm; set it (flowhost writes 'sha256')",
+                    self.script
+                ));
+            }
+        };
+        Ok(AppliedMigration {
+            installed_rank: rank,
+            version,
+            description: self.description,
+            kind: self.kind,
+            script: self.script,
+            checksum,
+            installed_by: self.installed_by,
+            installed_on: self.installed_on,
+            execution_time_ms: self.execution_time_ms,
+            success: self.success,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_must_be_plain_identifiers() {
+        for ok in [
+            "flowhost_schema_history",
+            "_h",
+            "History2",
+            "schema_version",
+        ] {
+            assert!(HistoryTable::new(ok, Dialect::Postgres).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a.b",
+            "h\"; DROP TABLE x; --",
+            "a b",
+            &"x".repeat(64),
+        ] {
+            let err = HistoryTable::new(bad, Dialect::Sqlite).unwrap_err();
+            assert!(matches!(err, MigrateError::InvalidOption(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sql_uses_each_dialects_placeholders_and_quoting() {
+        let pg = HistoryTable::new("h", Dialect::Postgres).unwrap();
+        assert!(
+            pg.insert_sql()
+                .ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+        );
+        assert!(
+            pg.select_sql()
+                .contains("FROM \"h\" ORDER BY installed_rank")
+        );
+        assert!(
+            pg.create_sql()
+                .starts_with("CREATE TABLE IF NOT EXISTS \"h\" (")
+        );
+        let lite = HistoryTable::new("h", Dialect::Sqlite).unwrap();
+        assert!(
+            lite.insert_sql()
+                .ends_with("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+        );
+        assert!(lite.exists_sql().contains("sqlite_master"));
+        let ms = HistoryTable::new("h", Dialect::SqlServer).unwrap();
+        assert!(ms.insert_sql().contains("[h]") && ms.insert_sql().contains("@P11"));
+        assert!(ms.create_sql().contains("BIT NOT NULL"));
+    }
+
+    fn raw(version: Option<&str>, checksum: Option<&str>, algorithm: Option<&str>) -> RawRow {
+        RawRow {
+            installed_rank: 1,
+            version: version.map(str::to_owned),
+            description: "d".into(),
+            kind: TYPE_SQL.into(),
+            script: "V1__d.sql".into(),
+            checksum: checksum.map(str::to_owned),
+            checksum_algorithm: algorithm.map(str::to_owned),
+            installed_by: "me".into(),
+            installed_on: chrono::DateTime::UNIX_EPOCH.naive_utc(),
+            execution_time_ms: 3,
+            success: true,
+        }
+    }
+
+    #[test]
+    fn rows_are_interpreted_or_refused_with_the_reason() {
+        let row = raw(Some("01.01"), Some("ab"), Some("sha256"))
+            .interpret()
+            .unwrap();
+        assert_eq!(row.version, Some(Version::parse("1.1").unwrap()));
+        assert_eq!(row.checksum.unwrap().algorithm, ChecksumAlgorithm::Sha256);
+        assert!(
+            raw(Some(""), None, None)
+                .interpret()
+                .unwrap()
+                .version
+                .is_none()
+        );
+        let e = raw(Some("x"), None, None).interpret().unwrap_err();
+        assert!(
+            e.contains("installed_rank 1") && e.contains("not a version"),
+            "{e}"
+        );
+        let e = raw(Some("1"), Some("ab"), Some("crc32"))
+            .interpret()
+            .unwrap_err();
+        assert!(e.contains("'crc32'"), "{e}");
+        let e = raw(Some("1"), Some("ab"), None).interpret().unwrap_err();
+        assert!(e.contains("no checksum_algorithm"), "{e}");
+    }
+
+    #[test]
+    fn rows_serialise_with_flyway_column_names() {
+        let row = raw(Some("2"), Some("ab"), Some("sha256"))
+            .interpret()
+            .unwrap();
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["type"], "SQL");
+        assert_eq!(json["version"], "2");
+        assert_eq!(json["installed_on"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(json["checksum"]["algorithm"], "sha256");
+    }
+}

@@ -1,0 +1,248 @@
+//! The connection migrations run on, and the lock that keeps two migrators apart.
+//!
+//! PostgreSQL: a session advisory lock keyed on (server database, schema, history table), taken
+//! by polling `pg_try_advisory_lock` (a waiter holds no lock queue entry and no snapshot),
+//! bounded by a timeout that names the holder. SQLite needs no lock here: each migration runs
+//! under `BEGIN IMMEDIATE` and re-reads the history inside it (see `apply`).
+//!
+//! The connection lives in a [`MigrationConn`] guard. Released normally, it unlocks and goes
+//! back to the pool (or is closed if migrations ran on it, since a script may have changed
+//! session state). Dropped without release — an error path that forgot, a panic, a cancelled
+//! future — it is closed rather than pooled, and closing the session releases the lock.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::error::MigrateError;
+use super::history::{HistoryTable, with_conn};
+use crate::db::{Conn, Database};
+
+/// How often a waiting migrator asks for the lock again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A connection held for migrating, with the migration lock when the backend has one.
+#[derive(Debug)]
+pub struct MigrationConn {
+    conn: Option<Conn>,
+    /// The advisory lock key held on this connection (PostgreSQL).
+    pg_key: Option<i64>,
+    /// Migration SQL ran on this connection: its session state is unknown.
+    dirty: bool,
+    /// A rollback failed: a transaction may still be open.
+    broken: bool,
+}
+
+impl MigrationConn {
+    /// Takes a connection and, on PostgreSQL, the migration lock, waiting at most `timeout`.
+    pub async fn acquire(
+        db: &Database,
+        table: &HistoryTable,
+        timeout: Duration,
+    ) -> Result<MigrationConn, MigrateError> {
+        let conn = db.acquire().await?;
+        let mut this = MigrationConn {
+            conn: Some(conn),
+            pg_key: None,
+            dirty: false,
+            broken: false,
+        };
+        if let Some(Conn::Postgres(_)) = &this.conn {
+            let key = this.pg_lock(db, table, timeout).await?;
+            this.pg_key = Some(key);
+        }
+        Ok(this)
+    }
+
+    pub fn conn(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("the connection is held until release")
+    }
+
+    /// Marks the connection as having run migration SQL.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Rolls back the open transaction. A failed rollback is logged and the connection is
+    /// closed at release (closing rolls back too), so callers can go on reporting the error
+    /// that led here.
+    pub async fn rollback(&mut self, db: &Database) {
+        if let Err(e) = self.conn().run_raw(db, "ROLLBACK").await {
+            // SQLite ends the transaction itself on some errors (disk full, I/O); then there is
+            // nothing to roll back and the connection is fine.
+            if e.to_string().contains("no transaction is active") {
+                return;
+            }
+            tracing::warn!(database = %db.name(), error = %e, "rollback after a failed migration step failed; the connection will be closed");
+            self.broken = true;
+        }
+    }
+
+    /// Polls for the advisory lock; returns its key.
+    async fn pg_lock(
+        &mut self,
+        db: &Database,
+        table: &HistoryTable,
+        timeout: Duration,
+    ) -> Result<i64, MigrateError> {
+        let conn = self.conn();
+        let context = |action: &str, source| {
+            MigrateError::database(format!("{action} for database {}", db.name()), source)
+        };
+        let (database, schema): (String, String) = with_conn!(conn, c => {
+            sqlx::query_as("SELECT current_database()::text, COALESCE(current_schema(), '')::text")
+                .fetch_one(&mut **c)
+                .await
+        })
+        .map_err(|e| context("find the migration lock's key", db.error(e)))?;
+        let key = lock_key(&database, &schema, table.name());
+        let started = Instant::now();
+        loop {
+            let got: bool = with_conn!(conn, c => {
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut **c)
+                    .await
+            })
+            .map_err(|e| context("take the migration lock", db.error(e)))?;
+            if got {
+                if started.elapsed() >= POLL {
+                    tracing::info!(database = %db.name(), waited_ms = started.elapsed().as_millis() as u64, "took the migration lock after waiting for another migrator");
+                }
+                return Ok(key);
+            }
+            if started.elapsed() >= timeout {
+                let holder = lock_holder(conn, key).await;
+                return Err(MigrateError::LockTimeout {
+                    database: db.name().to_owned(),
+                    waited: started.elapsed(),
+                    holder,
+                });
+            }
+            if started.elapsed() < POLL {
+                tracing::info!(database = %db.name(), "another migrator holds the migration lock; waiting");
+            }
+            let left = timeout.saturating_sub(started.elapsed());
+            tokio::time::sleep(POLL.min(left).max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// Unlocks and hands the connection back: to the pool when its session can be trusted,
+    /// otherwise closed.
+    ///
+    /// A PostgreSQL session that ran migration scripts is closed (a script may have changed
+    /// `search_path`, the role or other settings). A SQLite connection goes back unless a
+    /// rollback failed: closing the only connection of an in-memory database would drop the
+    /// database, and SQLite scripts run inside a transaction, where the settings that matter
+    /// (`PRAGMA foreign_keys`) cannot change.
+    pub async fn release(mut self, db: &Database) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let mut clean = match conn {
+            Conn::Postgres(_) => !self.dirty && !self.broken,
+            Conn::Sqlite(_) => !self.broken,
+        };
+        if let Some(key) = self.pg_key.take() {
+            let unlocked: Result<bool, _> = with_conn!(&mut conn, c => {
+                sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .fetch_one(&mut **c)
+                    .await
+            });
+            match unlocked {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(database = %db.name(), "the migration lock was already released (did a migration call pg_advisory_unlock_all?)");
+                    clean = false;
+                }
+                Err(e) => {
+                    tracing::warn!(database = %db.name(), error = %db.error(e), "could not release the migration lock; closing the connection, which releases it");
+                    clean = false;
+                }
+            }
+        }
+        if !clean {
+            conn.discard().await;
+        }
+    }
+}
+
+impl Drop for MigrationConn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Not released: the lock may be held or a transaction open. Never pool it (for an
+            // in-memory SQLite database this loses the database, but only on a panic or a
+            // cancelled migration, where a half-known state is worse).
+            match conn {
+                Conn::Postgres(mut c) => c.close_on_drop(),
+                Conn::Sqlite(mut c) => c.close_on_drop(),
+            }
+        }
+    }
+}
+
+/// The advisory lock key for one history table in one server database and schema.
+pub fn lock_key(database: &str, schema: &str, table: &str) -> i64 {
+    let digest = Sha256::digest(format!("flowhost-migrate\0{database}\0{schema}\0{table}"));
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Who holds advisory lock `key` in this database, as well as the server will say.
+async fn lock_holder(conn: &mut Conn, key: i64) -> Option<String> {
+    // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits, objsubid 1.
+    let high = (key >> 32) & 0xFFFF_FFFF;
+    let low = key & 0xFFFF_FFFF;
+    let sql = "SELECT l.pid, COALESCE(a.application_name, ''), COALESCE(a.usename::text, ''), \
+               COALESCE(a.client_addr::text, 'local'), \
+               COALESCE(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '') \
+               FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.classid::bigint = $1 AND l.objid::bigint = $2 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let rows: Vec<(i32, String, String, String, String)> = with_conn!(conn, c => {
+        sqlx::query_as(sql).bind(high).bind(low).fetch_all(&mut **c).await
+    })
+    .ok()?;
+    let holders: Vec<String> = rows
+        .into_iter()
+        .map(|(pid, app, user, addr, since)| {
+            let app = if app.is_empty() {
+                "unnamed".to_owned()
+            } else {
+                format!("'{app}'")
+            };
+            let mut who = format!("pid {pid} (application {app}");
+            if !user.is_empty() {
+                who.push_str(&format!(", user {user}"));
+            }
+            who.push_str(&format!(", from {addr}"));
+            if !since.is_empty() {
+                who.push_str(&format!(", connected since {since}"));
+            }
+            who.push(')');
+            who
+        })
+        .collect();
+    (!holders.is_empty()).then(|| holders.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_differ_by_database_schema_and_table() {
+        let base = lock_key("rpa", "public", "flowhost_schema_history");
+        assert_eq!(base, lock_key("rpa", "public", "flowhost_schema_history"));
+        assert_ne!(base, lock_key("rpa2", "public", "flowhost_schema_history"));
+        assert_ne!(base, lock_key("rpa", "etl", "flowhost_schema_history"));
+        assert_ne!(base, lock_key("rpa", "public", "other_history"));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(lock_key("ab", "c", "t"), lock_key("a", "bc", "t"));
+    }
+}

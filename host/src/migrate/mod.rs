@@ -1,0 +1,163 @@
+//! Schema migrations, Flyway style: `migrations/<db>/V<version>__<description>.sql` applied in
+//! numeric version order, each in its own transaction, recorded in a history table with a
+//! SHA-256 checksum of the normalised file.
+//!
+//! The pieces, each usable on its own:
+//! - [`discover`](discover::discover) reads a folder into checksummed [`Migration`]s;
+//! - [`plan`](plan::plan) sets files against the history (pending, changed, missing, out of
+//!   order) — pure, linear in files + rows;
+//! - [`HistoryTable`] holds the history SQL for each dialect;
+//! - [`MigrationConn`](lock::MigrationConn) is the connection migrations run on and the lock that
+//!   serialises migrators (PostgreSQL advisory lock; SQLite `BEGIN IMMEDIATE` per migration);
+//! - [`migrate`] and [`status`] put them together for the CLI, `flowhost run` and `health`.
+//!
+//! This is the first cut (issue 2). Repeatable (`R__`) and undo (`U`) files are recognised and
+//! refused as not supported yet; baseline, repair, out-of-order, placeholders and imports of
+//! Pyway/Flyway histories come with issue 3 and slot in as: more [`MigrationKind`]s in
+//! [`Discovered`], more [`ChecksumAlgorithm`]s verified by the planner, options on
+//! [`MigrateOptions`], and commands beside [`migrate`] that share the lock and the history table.
+
+mod apply;
+mod checksum;
+mod discover;
+mod error;
+mod history;
+mod lock;
+mod plan;
+mod report;
+mod version;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub use checksum::{Checksum, ChecksumAlgorithm, normalise};
+pub use discover::{
+    Discovered, Migration, MigrationKind, MigrationName, discover, parse_file_name,
+};
+pub use error::{ChecksumMismatch, FileProblem, MigrateError};
+pub use history::{AppliedMigration, DEFAULT_HISTORY_TABLE, HistoryTable};
+pub use lock::MigrationConn;
+pub use plan::{Plan, plan};
+pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration};
+pub use version::{Version, VersionError};
+
+use crate::db::Database;
+
+/// How [`migrate`] and [`status`] behave.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// The history table's name: a plain identifier. Default [`DEFAULT_HISTORY_TABLE`].
+    pub history_table: String,
+    /// Recorded in `installed_by`; the CLI passes the OS user.
+    pub installed_by: String,
+    /// How long to wait for another migrator's lock (PostgreSQL). Default 60 s.
+    pub lock_timeout: Duration,
+    /// Apply nothing above this version.
+    pub target: Option<Version>,
+    /// Plan only: read the history, execute nothing, report what would run.
+    pub dry_run: bool,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            history_table: DEFAULT_HISTORY_TABLE.to_owned(),
+            installed_by: default_installed_by(),
+            lock_timeout: Duration::from_secs(60),
+            target: None,
+            dry_run: false,
+        }
+    }
+}
+
+impl MigrateOptions {
+    /// The defaults, recording the OS user as `installed_by` (what the CLI and runs use).
+    pub fn for_current_user() -> Self {
+        MigrateOptions::default()
+    }
+}
+
+/// The OS user from the environment, or `flowhost`.
+pub fn default_installed_by() -> String {
+    ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "flowhost".to_owned())
+}
+
+/// Applies the pending migrations in `dir` (the folder `migrations/<db>`) to `db`.
+///
+/// Refuses to run anything when an applied file changed, a pending file would run out of
+/// order, the history records a failure, or a file is malformed. Each migration runs in its own
+/// transaction together with its history row; a failure rolls that migration back and stops
+/// (earlier migrations of the same run stay applied). Concurrent callers on one database apply
+/// each migration exactly once.
+pub async fn migrate(
+    db: &Database,
+    dir: &Path,
+    opts: &MigrateOptions,
+) -> Result<MigrateReport, MigrateError> {
+    let started = Instant::now();
+    let table = HistoryTable::new(&opts.history_table, db.backend().dialect())?;
+    let files = discover(dir)?;
+    let mut report = MigrateReport::new(db.name(), table.name(), opts.dry_run, opts.target.clone());
+    if opts.dry_run {
+        let mut conn = db.acquire().await?;
+        apply::plan_only(db, &mut conn, &table, &files, opts, &mut report).await?;
+    } else {
+        let mut mc = MigrationConn::acquire(db, &table, opts.lock_timeout).await?;
+        let result = apply::apply_locked(db, &mut mc, &table, &files, opts, &mut report).await;
+        // Released on success and on error alike; a panic or a dropped future closes the
+        // connection instead (see MigrationConn's Drop), which releases the lock too.
+        mc.release(db).await;
+        result?;
+    }
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// The migration state of `db`: the history, and when `dir` is given, the files set against
+/// it. Works before the history table exists (everything is pending). Changes nothing.
+pub async fn status(
+    db: &Database,
+    dir: Option<&Path>,
+    opts: &MigrateOptions,
+) -> Result<MigrationStatus, MigrateError> {
+    let table = HistoryTable::new(&opts.history_table, db.backend().dialect())?;
+    let files = dir.map(discover).transpose()?;
+    let mut conn = db.acquire().await?;
+    let exists = table.exists(&mut conn, db).await?;
+    let history = if exists {
+        table.read(&mut conn, db).await?
+    } else {
+        Vec::new()
+    };
+    drop(conn);
+    let p = plan(
+        files.as_ref().map(|f| f.versioned.as_slice()),
+        &history,
+        None,
+    );
+    let pending = |list: &[&Migration]| {
+        list.iter()
+            .filter_map(|m| PendingMigration::of(m))
+            .collect()
+    };
+    Ok(MigrationStatus {
+        database: db.name().to_owned(),
+        history_table: table.name().to_owned(),
+        history_exists: exists,
+        files_checked: files.is_some(),
+        current_version: p.current.clone(),
+        applied_count: p.applied.len(),
+        applied: p.applied.iter().map(|r| (*r).clone()).collect(),
+        pending: pending(&p.pending),
+        out_of_order: pending(&p.out_of_order),
+        checksum_mismatches: p.mismatches.clone(),
+        missing_on_disk: p.missing.iter().map(|r| (*r).clone()).collect(),
+        failed: p.failed.iter().map(|r| (*r).clone()).collect(),
+    })
+}

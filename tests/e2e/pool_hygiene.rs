@@ -1,0 +1,96 @@
+//! Runs share pooled connections: whatever one run did to its session, the next run on the same
+//! connection must not see it. Driven in-process through the library (`flowhost::run::Host`), the
+//! way a long-lived worker runs many flows on one pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use flowhost::config::{Config, LoadOptions};
+use flowhost::manifest::Manifest;
+use flowhost::run::{Host, RunRecord, RunRequest, RunStatus};
+use flowhost::runtime::RuntimeOptions;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn run(host: &Host, manifest: &Manifest, steps: Value) -> RunRecord {
+    let request = RunRequest {
+        component: probe_wasm(),
+        manifest: manifest.clone(),
+        input: json!({ "steps": steps }).to_string(),
+    };
+    host.run(&request).await.expect("the run starts")
+}
+
+#[test]
+fn a_crashed_run_leaves_its_pooled_connection_clean_for_the_next_run() {
+    let db = PgDatabase::create();
+    db.exec("CREATE TABLE t (id int)");
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n\
+             DEVELOPMENT_GLOBAL_LAB_CONNECTION_POOL_SIZE=1\n\
+             DEVELOPMENT_GLOBAL_LAB_MAX_OVERFLOW=0\n",
+            db.url()
+        ),
+    );
+    let config = Config::load(&LoadOptions {
+        dotenv_dir: Some(project.path().to_owned()),
+        process_env: HashMap::new(),
+        data_dir: project.path().join(".flowhost"),
+        ..LoadOptions::default()
+    })
+    .unwrap();
+    let manifest = Manifest::parse(
+        "[flow]\nname = \"hygiene\"\n[databases.lab]\naccess = \"read-write\"\n",
+        project.path().join("hygiene.toml"),
+    )
+    .unwrap();
+    let probe_state = json!([{ "op": "query", "db": "lab", "sql":
+        "SELECT pg_backend_pid() AS pid, current_setting('application_name') AS app, \
+         (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks, \
+         (SELECT count(*) FROM t) AS n" }]);
+
+    block_on(async {
+        let host = Host::new(Arc::new(config), RuntimeOptions::default()).unwrap();
+        let before = run(&host, &manifest, probe_state.clone()).await;
+        assert_eq!(before.status, RunStatus::Succeeded, "{before:?}");
+
+        // Session changes a guest cannot make directly, made through a DO block, then a crash
+        // in the middle of a transaction.
+        let crashed = run(
+            &host,
+            &manifest,
+            json!([
+                { "op": "execute", "db": "lab", "sql":
+                  "DO $$ BEGIN PERFORM set_config('application_name', 'dirty', false); PERFORM pg_advisory_lock(7); END $$" },
+                { "op": "begin", "db": "lab" },
+                { "op": "execute", "db": "lab", "sql": "INSERT INTO t VALUES (1)", "tx": true },
+                { "op": "panic", "message": "crash with a dirty session" },
+            ]),
+        )
+        .await;
+        assert_eq!(crashed.status, RunStatus::Failed);
+        assert_eq!(crashed.error.as_ref().unwrap().kind, "panic", "{crashed:?}");
+
+        let after = run(&host, &manifest, probe_state).await;
+        host.shutdown().await;
+        let row = |r: &RunRecord| r.output.as_ref().unwrap()["results"][0]["ok"]["rows"][0].clone();
+        let (before, after) = (row(&before), row(&after));
+        assert_eq!(
+            after[0], before[0],
+            "the pool of one must hand out the same connection"
+        );
+        assert_eq!(
+            after[1]["v"], "flowhost",
+            "application_name was reset: {after}"
+        );
+        assert_eq!(after[2]["v"], 0, "advisory locks were released: {after}");
+        assert_eq!(
+            after[3]["v"], 0,
+            "the crashed transaction was rolled back: {after}"
+        );
+    });
+}
