@@ -15,6 +15,6 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use flowhost::flow::database;
-pub use flowhost::flow::types;
-pub use wasi::logging::logging;
+pub use self::flowhost::flow::database;
+pub use self::flowhost::flow::types;
+pub use self::wasi::logging::logging;

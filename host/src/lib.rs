@@ -12,7 +12,6 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod manifest;
-#[path = "migrate_stub.rs"]
 pub mod migrate;
 pub mod run;
 pub mod runtime;
