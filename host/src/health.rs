@@ -194,48 +194,38 @@ pub fn render(report: &HealthReport) -> String {
         "MIGRATIONS",
         "POOL size/idle/used/max",
     ];
-    let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
-    for d in &report.databases {
-        let ok = |b: bool| if b { "ok" } else { "FAILED" }.to_owned();
-        rows.push([
-            d.name.clone(),
-            d.backend.clone().unwrap_or_else(|| "-".into()),
-            d.status.as_str().to_owned(),
-            ok(d.connected),
-            ok(d.query_ok),
-            d.response_time_ms
-                .map(|ms| format!("{ms:.1} ms"))
-                .unwrap_or_else(|| "-".into()),
-            d.migrations
-                .as_ref()
-                .map(|m| {
-                    format!(
-                        "{}, {} pending",
-                        m.current_version
-                            .as_deref()
-                            .map(|v| format!("V{v}"))
-                            .unwrap_or_else(|| "none".into()),
-                        m.pending
-                    )
-                })
-                .unwrap_or_else(|| "-".into()),
-            d.pool
-                .map(|p| format!("{}/{}/{}/{}", p.size, p.idle, p.in_use, p.max))
-                .unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    let widths: Vec<usize> = (0..8)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+    let ok = |b: bool| if b { "ok" } else { "FAILED" }.to_owned();
+    let rows = report
+        .databases
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.backend.clone().unwrap_or_else(|| "-".into()),
+                d.status.as_str().to_owned(),
+                ok(d.connected),
+                ok(d.query_ok),
+                d.response_time_ms
+                    .map(|ms| format!("{ms:.1} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                d.migrations
+                    .as_ref()
+                    .map(|m| {
+                        let version = m.current_version.as_deref().map(|v| format!("V{v}"));
+                        format!(
+                            "{}, {} pending",
+                            version.unwrap_or_else(|| "none".into()),
+                            m.pending
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                d.pool
+                    .map(|p| format!("{}/{}/{}/{}", p.size, p.idle, p.in_use, p.max))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
         .collect();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&crate::migrate::table(&header, rows));
     for d in &report.databases {
         if let Some(target) = &d.target {
             out.push_str(&format!("\n{}: {}", d.name, target));

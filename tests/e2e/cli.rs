@@ -71,14 +71,7 @@ fn a_missing_or_invalid_manifest_exits_2_and_says_where() {
 fn an_unconfigured_database_exits_2_and_names_the_keys_to_set() {
     let project = Project::new();
     let manifest = probe_manifest(&project, "[databases.SurveyHub]\naccess = \"read-only\"\n");
-    let out = project.flowhost(&[
-        "run",
-        probe_wasm().to_str().unwrap(),
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--env",
-        "production",
-    ]);
+    let out = project.run_component(&probe_wasm(), &manifest, &["--env", "production"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let line = error_line(&out);
     assert!(
@@ -96,12 +89,7 @@ fn a_database_that_is_down_exits_3_without_leaking_the_password() {
          DEVELOPMENT_GLOBAL_RPA_DB_CONNECT_TIMEOUT=2\n",
     );
     let manifest = probe_manifest(&project, "[databases.rpa_db]\naccess = \"read-write\"\n");
-    let out = project.flowhost(&[
-        "run",
-        probe_wasm().to_str().unwrap(),
-        "--manifest",
-        manifest.to_str().unwrap(),
-    ]);
+    let out = project.run_component(&probe_wasm(), &manifest, &[]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!all.contains("Hunter2-secret"), "{all}");
@@ -116,14 +104,7 @@ fn a_database_that_is_down_exits_3_without_leaking_the_password() {
 fn input_that_is_not_json_exits_2() {
     let project = Project::new();
     let manifest = probe_manifest(&project, "");
-    let out = project.flowhost(&[
-        "run",
-        probe_wasm().to_str().unwrap(),
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--input",
-        "{steps",
-    ]);
+    let out = project.run_component(&probe_wasm(), &manifest, &["--input", "{steps"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         error_line(&out).contains("not valid JSON"),
@@ -137,15 +118,7 @@ fn json_output_is_the_run_record() {
     let project = Project::new();
     let manifest = probe_manifest(&project, "");
     let input = json!({ "steps": [{ "op": "log", "level": "info", "message": "hi" }] }).to_string();
-    let out = project.flowhost(&[
-        "run",
-        probe_wasm().to_str().unwrap(),
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--input",
-        &input,
-        "--json",
-    ]);
+    let out = project.run_component(&probe_wasm(), &manifest, &["--input", &input, "--json"]);
     let record = json_ok(&out);
     assert_eq!(record["status"], "succeeded");
     assert_eq!(record["flow"], "probe");

@@ -9,12 +9,7 @@ use crate::support::*;
 const MALFORMED: i64 = 3;
 
 fn run_rpa1(project: &Project) -> std::process::Output {
-    project.flowhost(&[
-        "run",
-        rpa1_wasm().to_str().unwrap(),
-        "--manifest",
-        repo().join("flows/rpa1.toml").to_str().unwrap(),
-    ])
+    project.run_component(&rpa1_wasm(), &repo().join("flows/rpa1.toml"), &[])
 }
 
 fn assert_counts(output: &Value, found: i64, processed: i64, failed: i64) {

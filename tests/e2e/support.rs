@@ -100,6 +100,18 @@ impl Project {
         cmd.output().expect("run the flowhost binary")
     }
 
+    /// `flowhost run <wasm> --manifest <manifest> <extra...>`.
+    pub fn run_component(&self, wasm: &Path, manifest: &Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "run",
+            wasm.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.flowhost(&args)
+    }
+
     /// Writes a manifest granting `grants` (name, access) to the probe and runs it with `steps`.
     pub fn run_probe(&self, grants: &[(&str, &str)], steps: Value) -> Output {
         self.run_probe_with("timeout-seconds = 20\nmemory-mb = 64", grants, steps)
@@ -112,15 +124,13 @@ impl Project {
             manifest.push_str(&format!("\n[databases.{name}]\naccess = \"{access}\"\n"));
         }
         let manifest = self.write("probe.toml", &manifest);
-        let input = json!({ "steps": steps }).to_string();
-        self.flowhost(&[
-            "run",
-            probe_wasm().to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--input",
-            &input,
-        ])
+        // A file, not an argument: batches of thousands of rows exceed the argv limit.
+        let input = self.write("input.json", &json!({ "steps": steps }).to_string());
+        self.run_component(
+            &probe_wasm(),
+            &manifest,
+            &["--input-file", input.to_str().unwrap()],
+        )
     }
 }
 

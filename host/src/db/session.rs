@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 use super::{Backend, Conn, Database, DbError, RowSet, Statement, bind_order};
 use crate::bindings::types::{Column, Params, Value};
 use crate::manifest::Access;
+use crate::sql::{Placeholders, StatementKind, ValuesTemplate};
 
 /// A session shared between a guest `connection`, its `transaction` and its open `cursor`.
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -178,23 +179,30 @@ impl Session {
             (begin_write(self.db.backend()), "COMMIT", "ROLLBACK")
         };
         let db = self.db.clone();
+        let dialect = db.backend().dialect();
         self.busy = true;
         let conn = self.conn().await?;
         conn.run_raw(&db, open).await?;
-        let mut total = 0;
-        for (i, values) in ordered.iter().enumerate() {
-            match conn.execute(&db, &stmt, values).await {
-                Ok(n) => total += n,
-                Err(e) => {
-                    conn.run_raw(&db, undo).await?;
-                    self.busy = false;
-                    return Err(with_set_index(e, i));
-                }
-            }
+        // Many rows per statement when the statement allows it; if that fails for any reason
+        // (a constraint, ON CONFLICT touching a row twice), undo and go row by row, which
+        // either succeeds with the per-statement semantics or names the failing set.
+        let template = match ordered.len() {
+            1 => None,
+            _ => ValuesTemplate::parse(&stmt.sql, dialect),
+        };
+        let mut result = match &template {
+            Some(template) => insert_many_rows(conn, &db, template, &ordered).await,
+            None => execute_each(conn, &db, &stmt, &ordered).await,
+        };
+        if template.is_some() && result.is_err() {
+            conn.run_raw(&db, undo).await?;
+            conn.run_raw(&db, open).await?;
+            result = execute_each(conn, &db, &stmt, &ordered).await;
         }
-        conn.run_raw(&db, keep).await?;
+        conn.run_raw(&db, if result.is_ok() { keep } else { undo })
+            .await?;
         self.busy = false;
-        Ok(total)
+        result
     }
 
     /// Starts a guest transaction and returns its id.
@@ -276,6 +284,54 @@ fn begin_write(backend: Backend) -> &'static str {
         Backend::Sqlite => "BEGIN IMMEDIATE",
         _ => "BEGIN",
     }
+}
+
+/// Most rows per multi-row INSERT: large enough that round trips stop mattering, small enough
+/// that one statement stays cheap to parse (SQLAlchemy uses the same).
+const ROWS_PER_INSERT: usize = 1000;
+
+/// Runs `stmt` once per parameter set.
+async fn execute_each(
+    conn: &mut Conn,
+    db: &Database,
+    stmt: &Statement,
+    sets: &[Vec<&Value>],
+) -> Result<u64, DbError> {
+    let mut total = 0;
+    for (i, values) in sets.iter().enumerate() {
+        total += conn
+            .execute(db, stmt, values)
+            .await
+            .map_err(|e| with_set_index(e, i))?;
+    }
+    Ok(total)
+}
+
+/// Inserts every set's row with as few multi-row INSERTs as the backend's parameter limit allows.
+async fn insert_many_rows(
+    conn: &mut Conn,
+    db: &Database,
+    template: &ValuesTemplate,
+    sets: &[Vec<&Value>],
+) -> Result<u64, DbError> {
+    let max_params = match db.backend() {
+        Backend::Postgresql => 65_535,
+        Backend::Sqlite => 32_766,
+        Backend::Sqlserver => 2_100,
+    };
+    let per_row = template.params_per_row().max(1);
+    let rows_per_chunk = (max_params / per_row).clamp(1, ROWS_PER_INSERT);
+    let mut total = 0;
+    for chunk in sets.chunks(rows_per_chunk) {
+        let stmt = Statement {
+            sql: template.render(chunk.len(), db.backend().dialect()).into(),
+            placeholders: Placeholders::Positional(chunk.len() * template.params_per_row()),
+            kind: StatementKind::Write,
+        };
+        let values: Vec<&Value> = chunk.iter().flatten().copied().collect();
+        total += conn.execute(db, &stmt, &values).await?;
+    }
+    Ok(total)
 }
 
 fn with_set_index(err: DbError, index: usize) -> DbError {

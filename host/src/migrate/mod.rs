@@ -41,7 +41,7 @@ pub use error::{ChecksumMismatch, FileProblem, MigrateError};
 pub use history::{AppliedMigration, DEFAULT_HISTORY_TABLE, HistoryTable};
 pub use lock::MigrationConn;
 pub use plan::{Plan, plan};
-pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration};
+pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration, table};
 pub use version::{Version, VersionError};
 
 use crate::db::Database;

@@ -8,11 +8,13 @@ pub mod classify;
 pub mod lexer;
 pub mod params;
 pub mod split;
+pub mod values;
 
 pub use classify::{Classified, StatementKind, classify};
 pub use lexer::{Lexer, Token, TokenKind, tokenize, tokens};
 pub use params::{Placeholders, Rewritten, rewrite};
 pub use split::{StatementSpan, split_statements};
+pub use values::ValuesTemplate;
 
 /// SQL dialect of the backend a statement is destined for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,56 @@
+//! `execute-batch` sends many rows per statement where it can, and keeps the semantics of one
+//! statement per parameter set where it cannot.
+
+use serde_json::json;
+
+use crate::support::*;
+
+fn sets(ids: impl Iterator<Item = i64>, note: &str) -> Vec<serde_json::Value> {
+    ids.map(|id| json!({ "id": v("int", json!(id)), "note": v("text", json!(note)) }))
+        .collect()
+}
+
+#[test]
+fn a_batch_insert_travels_as_few_statements_and_keeps_one_statement_semantics() {
+    let db = PgDatabase::create();
+    // A statement-level trigger counts the INSERT statements the server actually ran.
+    db.exec(
+        "CREATE TABLE counted (id int PRIMARY KEY, note text);
+         CREATE TABLE statements (n int); INSERT INTO statements VALUES (0);
+         CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN UPDATE statements SET n = n + 1; RETURN NULL; END $$;
+         CREATE TRIGGER counted_statements AFTER INSERT ON counted
+           FOR EACH STATEMENT EXECUTE FUNCTION bump();",
+    );
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!("DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n", db.url()),
+    );
+    let upsert = "INSERT INTO counted (id, note) VALUES (:id, :note) \
+                  ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note";
+    let twice: Vec<_> = [sets(9000..=9000, "first"), sets(9000..=9000, "second")].concat();
+    let results = probe_results(&project.run_probe(
+        &[("lab", "read-write")],
+        json!([
+            { "op": "batch", "db": "lab", "sql": "INSERT INTO counted (id, note) VALUES (:id, :note)",
+              "param_sets": sets(1..=2500, "bulk") },
+            // One multi-row upsert may not touch a row twice; row by row it may. Same result.
+            { "op": "batch", "db": "lab", "sql": upsert,
+              "param_sets": twice },
+        ]),
+    ));
+    assert_eq!(results[0]["ok"]["affected"], 2500, "{results:?}");
+    assert_eq!(results[1]["ok"]["affected"], 2, "{results:?}");
+    assert_eq!(db.count("counted"), 2501);
+    assert_eq!(
+        db.column("SELECT note FROM counted WHERE id = 9000"),
+        vec![Some("second".into())]
+    );
+    // 2500 rows in 1000-row statements: 3; the upsert: one failed attempt (rolled back, so
+    // not counted) and then 2 single-row statements.
+    assert_eq!(
+        db.column("SELECT n::text FROM statements"),
+        vec![Some("5".into())]
+    );
+}
