@@ -29,6 +29,10 @@ flows: wasm-target
 build:
 	$(CARGO) build --release --workspace
 
+# flowhost vs native sqlx on the same work, printed as a table (needs PostgreSQL, like test).
+bench: wasm-target
+	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example bench
+
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings

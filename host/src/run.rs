@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::db::DatabaseSet;
 use crate::manifest::Manifest;
 use crate::migrate::{self, MigrateOptions};
-use crate::runtime::{Grant, Runtime, RuntimeError, RuntimeOptions};
+use crate::runtime::{FlowComponent, Grant, Runtime, RuntimeError, RuntimeOptions};
 
 /// One run to perform.
 #[derive(Debug, Clone)]
@@ -60,10 +60,13 @@ pub struct RunFailure {
     pub message: String,
 }
 
-/// A host process: configuration, one pool per database, one engine.
+/// A host process: configuration, one pool per database, one engine, compiled components.
 pub struct Host {
     databases: DatabaseSet,
     runtime: Runtime,
+    /// Loaded components by path, with the file's length and modification time when loaded:
+    /// a file that changes is loaded again, an unchanged one costs no read, hash or link.
+    components: std::sync::Mutex<HashMap<PathBuf, (u64, std::time::SystemTime, FlowComponent)>>,
 }
 
 impl Host {
@@ -71,7 +74,26 @@ impl Host {
         Ok(Host {
             databases: DatabaseSet::new(config),
             runtime: Runtime::new(runtime)?,
+            components: Default::default(),
         })
+    }
+
+    fn component(&self, path: &std::path::Path) -> Result<FlowComponent, crate::Error> {
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.len(), m.modified().ok()?)));
+        let mut cache = self.components.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some((len, modified)), Some((cached_len, cached_modified, component))) =
+            (stamp, cache.get(path))
+            && (len, modified) == (*cached_len, *cached_modified)
+        {
+            return Ok(component.clone());
+        }
+        let component = self.runtime.load(path)?;
+        if let Some((len, modified)) = stamp {
+            cache.insert(path.to_owned(), (len, modified, component.clone()));
+        }
+        Ok(component)
     }
 
     pub fn databases(&self) -> &DatabaseSet {
@@ -84,7 +106,7 @@ impl Host {
     pub async fn run(&self, request: &RunRequest) -> Result<RunRecord, crate::Error> {
         let manifest = &request.manifest;
         let flow = manifest.flow.name.clone();
-        let component = self.runtime.load(&request.component)?;
+        let component = self.component(&request.component)?;
 
         let mut grants = HashMap::new();
         let mut migrations_applied = Vec::new();

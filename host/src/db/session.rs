@@ -194,7 +194,8 @@ impl Session {
             Some(template) => insert_many_rows(conn, &db, template, &ordered).await,
             None => execute_each(conn, &db, &stmt, &ordered).await,
         };
-        if template.is_some() && result.is_err() {
+        if let (Some(_), Err(e)) = (&template, &result) {
+            tracing::debug!(database = %db.name(), error = %e, "multi-row INSERT failed; retrying row by row");
             conn.run_raw(&db, undo).await?;
             conn.run_raw(&db, open).await?;
             result = execute_each(conn, &db, &stmt, &ordered).await;

@@ -40,6 +40,7 @@
 //! | `{"op":"read_file","path":P}` | content length in bytes, or an `sdk` error |
 //! | `{"op":"connect","addr":"127.0.0.1:5432"}` (a TCP connect) | `null`, or an `sdk` error |
 //! | `{"op":"stdout","message":M}` / `{"op":"stderr","message":M}` | `null` |
+//! | `{"op":"insert_generated","db":D,"sql":S,"rows":N}` (rows `{id, note, score}` built in the guest, one `execute_batch`) | `{"affected": n}` |
 //!
 //! A cursor step reads to the end holding one batch at a time (`batch` rows per fetch, 1000
 //! when absent): `rows` is the total, `batches` the number of non-empty batches, `first` and
@@ -128,6 +129,14 @@ fn params_field(step: &Json, name: &str) -> Result<Params, StepError> {
     decode_params(step.get(name)).map_err(sdk)
 }
 
+/// One generated row of `insert_generated`.
+#[derive(Serialize)]
+struct Generated {
+    id: i64,
+    note: String,
+    score: f64,
+}
+
 /// A Db or its open transaction, whichever the step asked for.
 enum Target<'a> {
     Db(&'a Db),
@@ -176,6 +185,27 @@ impl Probe {
                 let affected = match self.target(step)? {
                     Target::Db(db) => db.execute_batch_params(sql, sets)?,
                     Target::Tx(tx) => tx.execute_batch_params(sql, sets)?,
+                };
+                Ok(json!({"affected": affected}))
+            }
+            "insert_generated" => {
+                // N rows built in the guest and written with one execute_batch of serde
+                // structs, the way a flow writes its results (benchmarks use this).
+                let sql = str_field(step, "sql")?;
+                let rows = step
+                    .get("rows")
+                    .and_then(Json::as_i64)
+                    .ok_or_else(|| sdk("step needs a number \"rows\""))?;
+                let items: Vec<Generated> = (0..rows)
+                    .map(|id| Generated {
+                        id,
+                        note: format!("row {id}"),
+                        score: id as f64 / 7.0,
+                    })
+                    .collect();
+                let affected = match self.target(step)? {
+                    Target::Db(db) => db.execute_batch(sql, &items)?,
+                    Target::Tx(tx) => tx.execute_batch(sql, &items)?,
                 };
                 Ok(json!({"affected": affected}))
             }

@@ -1,0 +1,352 @@
+//! `make bench`: what flowhost costs a flow, against a native sqlx program doing the same work
+//! in the same run, on PostgreSQL (127.0.0.1:5432, a fresh database) and SQLite (a temp file).
+//!
+//! Scenarios: writing N rows (native: one INSERT per row in a transaction, and hand-written
+//! 1000-row INSERTs; flowhost: a guest's `execute_batch` of N serde structs), reading N rows
+//! (native: typed `fetch_all`; flowhost: a guest's cursor), and one empty run (instantiate +
+//! call). Each is run several times; the table shows medians and flowhost / native ratios.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowhost::config::{Config, LoadOptions};
+use flowhost::manifest::Manifest;
+use flowhost::run::{Host, RunRequest, RunStatus};
+use flowhost::runtime::RuntimeOptions;
+use serde_json::json;
+use sqlx::{Connection, Executor, QueryBuilder, Row};
+
+const ROWS: i64 = 10_000;
+const REPEAT: usize = 5;
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn main() {
+    // Backtraces on every wasmtime error would only add noise to timings.
+    // SAFETY: single-threaded at this point; nothing else reads the environment yet.
+    unsafe { std::env::remove_var("RUST_BACKTRACE") };
+    let probe = build_probe();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pg_name = format!("fh_bench_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(ADMIN_URL)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {pg_name}")))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite_file = dir.path().join("bench.sqlite");
+
+        let mut table = Vec::new();
+        let pg_url = format!("postgres://postgres@127.0.0.1:5432/{pg_name}");
+        table.extend(
+            bench_backend(
+                "PostgreSQL",
+                &pg_url,
+                &format!("postgresql://postgres@127.0.0.1:5432/{pg_name}"),
+                &probe,
+                dir.path(),
+            )
+            .await,
+        );
+        let sqlite_url = format!("sqlite://{}?mode=rwc", sqlite_file.display());
+        table.extend(
+            bench_backend(
+                "SQLite",
+                &sqlite_url,
+                &format!("sqlite:///{}", sqlite_file.display()),
+                &probe,
+                dir.path(),
+            )
+            .await,
+        );
+
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE {pg_name} WITH (FORCE)"
+            )))
+            .await
+            .unwrap();
+        print_table(&table);
+    });
+}
+
+struct Line {
+    backend: &'static str,
+    scenario: String,
+    baseline: String,
+    native: Duration,
+    flowhost: Duration,
+}
+
+async fn bench_backend(
+    backend: &'static str,
+    sqlx_url: &str,
+    flowhost_url: &str,
+    probe: &Path,
+    dir: &Path,
+) -> Vec<Line> {
+    let create = "CREATE TABLE IF NOT EXISTS bench (id BIGINT PRIMARY KEY, note TEXT NOT NULL, score DOUBLE PRECISION NOT NULL)";
+    let mut native = NativeDb::connect(sqlx_url).await;
+    native.exec(create).await;
+
+    let host = host_for(flowhost_url, dir);
+    let manifest = Manifest::parse("[flow]\nname = \"bench\"\n[limits]\nmax-rows = 1000000\n[databases.lab]\naccess = \"read-write\"\n", dir.join("bench.toml")).unwrap();
+    let insert = "INSERT INTO bench (id, note, score) VALUES (:id, :note, :score)";
+
+    let per_row = median(async || {
+        native.exec("DELETE FROM bench").await;
+        let started = Instant::now();
+        native.insert_per_row().await;
+        started.elapsed()
+    })
+    .await;
+    let multi_row = median(async || {
+        native.exec("DELETE FROM bench").await;
+        let started = Instant::now();
+        native.insert_multi_row().await;
+        started.elapsed()
+    })
+    .await;
+    let guest_insert = median(async || {
+        native.exec("DELETE FROM bench").await;
+        run(
+            &host,
+            &manifest,
+            probe,
+            json!([{ "op": "insert_generated", "db": "lab", "sql": insert, "rows": ROWS }]),
+        )
+        .await
+    })
+    .await;
+    let native_select = median(async || {
+        let started = Instant::now();
+        assert_eq!(native.select_all().await, ROWS as usize);
+        started.elapsed()
+    })
+    .await;
+    let guest_select = median(async || {
+        run(&host, &manifest, probe, json!([{ "op": "cursor", "db": "lab", "sql": "SELECT id, note, score FROM bench", "batch": 1000 }])).await
+    })
+    .await;
+    let native_noop = median(async || {
+        let started = Instant::now();
+        native.exec("SELECT 1").await;
+        started.elapsed()
+    })
+    .await;
+    let guest_noop = median(async || {
+        run(
+            &host,
+            &manifest,
+            probe,
+            json!([{ "op": "execute", "db": "lab", "sql": "SELECT 1" }]),
+        )
+        .await
+    })
+    .await;
+    host.shutdown().await;
+
+    let rows = format!("{} rows", ROWS);
+    vec![
+        Line {
+            backend,
+            scenario: format!("insert {rows}"),
+            baseline: "sqlx, INSERT per row in a transaction".into(),
+            native: per_row,
+            flowhost: guest_insert,
+        },
+        Line {
+            backend,
+            scenario: format!("insert {rows}"),
+            baseline: "sqlx, 1000-row INSERTs by hand".into(),
+            native: multi_row,
+            flowhost: guest_insert,
+        },
+        Line {
+            backend,
+            scenario: format!("select {rows}"),
+            baseline: "sqlx, typed fetch_all".into(),
+            native: native_select,
+            flowhost: guest_select,
+        },
+        Line {
+            backend,
+            scenario: "one statement, whole run".into(),
+            baseline: "sqlx, one statement on an open connection".into(),
+            native: native_noop,
+            flowhost: guest_noop,
+        },
+    ]
+}
+
+/// Runs the probe once; returns the whole run's wall time (instantiate, call, cleanup).
+async fn run(host: &Host, manifest: &Manifest, probe: &Path, steps: serde_json::Value) -> Duration {
+    let request = RunRequest {
+        component: probe.to_owned(),
+        manifest: manifest.clone(),
+        input: json!({ "steps": steps }).to_string(),
+    };
+    let started = Instant::now();
+    let record = host.run(&request).await.expect("run starts");
+    let elapsed = started.elapsed();
+    assert_eq!(record.status, RunStatus::Succeeded, "{:?}", record.error);
+    let result = &record.output.as_ref().unwrap()["results"][0];
+    assert!(result.get("ok").is_some(), "{result}");
+    elapsed
+}
+
+fn host_for(url: &str, dir: &Path) -> Host {
+    let mut env = HashMap::new();
+    env.insert(
+        "DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING".to_owned(),
+        url.to_owned(),
+    );
+    let config = Config::load(&LoadOptions {
+        process_env: env,
+        data_dir: dir.join(".flowhost"),
+        ..LoadOptions::default()
+    })
+    .unwrap();
+    Host::new(
+        Arc::new(config),
+        RuntimeOptions {
+            cache_dir: Some(dir.join("cache")),
+            fuel: false,
+        },
+    )
+    .unwrap()
+}
+
+async fn median(mut f: impl AsyncFnMut() -> Duration) -> Duration {
+    f().await; // warm-up: pools, statement caches, compiled component
+    let mut times = Vec::with_capacity(REPEAT);
+    for _ in 0..REPEAT {
+        times.push(f().await);
+    }
+    times.sort();
+    times[REPEAT / 2]
+}
+
+/// The native baseline: one sqlx connection, typed binds, no flowhost.
+enum NativeDb {
+    Pg(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+macro_rules! on_conn {
+    ($self:ident, $c:ident => $body:expr) => {
+        match $self {
+            NativeDb::Pg($c) => $body,
+            NativeDb::Sqlite($c) => $body,
+        }
+    };
+}
+
+impl NativeDb {
+    async fn connect(url: &str) -> NativeDb {
+        if url.starts_with("postgres") {
+            NativeDb::Pg(sqlx::PgConnection::connect(url).await.unwrap())
+        } else {
+            NativeDb::Sqlite(sqlx::SqliteConnection::connect(url).await.unwrap())
+        }
+    }
+
+    async fn exec(&mut self, sql: &'static str) {
+        on_conn!(self, c => { c.execute(sql).await.unwrap(); })
+    }
+
+    async fn insert_per_row(&mut self) {
+        let placeholders = match self {
+            NativeDb::Pg(_) => "INSERT INTO bench (id, note, score) VALUES ($1, $2, $3)",
+            NativeDb::Sqlite(_) => "INSERT INTO bench (id, note, score) VALUES (?1, ?2, ?3)",
+        };
+        on_conn!(self, c => {
+            let mut tx = c.begin().await.unwrap();
+            for id in 0..ROWS {
+                sqlx::query(placeholders).bind(id).bind(format!("row {id}")).bind(id as f64 / 7.0).execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        })
+    }
+
+    async fn insert_multi_row(&mut self) {
+        on_conn!(self, c => {
+            let mut tx = c.begin().await.unwrap();
+            let ids: Vec<i64> = (0..ROWS).collect();
+            for chunk in ids.chunks(1000) {
+                let mut q = QueryBuilder::new("INSERT INTO bench (id, note, score) ");
+                q.push_values(chunk, |mut b, id| {
+                    b.push_bind(*id).push_bind(format!("row {id}")).push_bind(*id as f64 / 7.0);
+                });
+                q.build().execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        })
+    }
+
+    async fn select_all(&mut self) -> usize {
+        on_conn!(self, c => {
+            let rows = sqlx::query("SELECT id, note, score FROM bench").fetch_all(&mut *c).await.unwrap();
+            rows.iter().map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1), r.get::<f64, _>(2))).count()
+        })
+    }
+}
+
+fn build_probe() -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let target = repo.join("target/guests");
+    let status = std::process::Command::new(env!("CARGO"))
+        .current_dir(repo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "probe",
+        ])
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the probe component failed");
+    target.join("wasm32-wasip2/release/probe.wasm")
+}
+
+fn print_table(lines: &[Line]) {
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            vec![
+                l.backend.to_owned(),
+                l.scenario.clone(),
+                l.baseline.clone(),
+                ms(l.native),
+                ms(l.flowhost),
+                format!("{:.2}x", l.flowhost.as_secs_f64() / l.native.as_secs_f64()),
+            ]
+        })
+        .collect();
+    println!("\nflowhost vs native sqlx, medians of {REPEAT} runs after a warm-up\n");
+    print!(
+        "{}",
+        flowhost::migrate::table(
+            &[
+                "backend",
+                "work",
+                "native baseline",
+                "native",
+                "flowhost",
+                "flowhost / native"
+            ],
+            rows
+        )
+    );
+}
