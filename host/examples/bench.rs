@@ -294,7 +294,12 @@ impl NativeDb {
     async fn select_all(&mut self) -> usize {
         on_conn!(self, c => {
             let rows = sqlx::query("SELECT id, note, score FROM bench").fetch_all(&mut *c).await.unwrap();
-            rows.iter().map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1), r.get::<f64, _>(2))).count()
+            // Decode every value, as the guest does.
+            let decoded: Vec<(i64, String, f64)> = rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            decoded.len()
         })
     }
 }
