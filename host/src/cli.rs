@@ -94,12 +94,14 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct MigrateArgs {
+    #[command(subcommand)]
+    action: Option<MigrateAction>,
     /// Databases to migrate (default: every folder under --migrations-dir).
     databases: Vec<String>,
-    /// Folder holding one migrations folder per database.
-    #[arg(long, value_name = "DIR", default_value = "migrations")]
-    migrations_dir: PathBuf,
+    #[command(flatten)]
+    folder: MigrationsFolder,
     /// Apply migrations up to and including this version only.
     #[arg(long, value_name = "VERSION")]
     target: Option<String>,
@@ -107,6 +109,44 @@ struct MigrateArgs {
     #[arg(long)]
     dry_run: bool,
     /// Print the reports as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct MigrationsFolder {
+    /// Folder holding one migrations folder per database.
+    #[arg(long, value_name = "DIR", default_value = "migrations")]
+    migrations_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Show applied (with dates), pending, failed, changed and missing migrations.
+    #[command(alias = "status")]
+    Info(InspectArgs),
+    /// Check applied migrations against the files (checksums, failures, out of order);
+    /// exit code 3 when anything is wrong.
+    Validate(InspectArgs),
+    /// Write the next correctly numbered, empty migration file and print its path.
+    New {
+        /// The database whose folder gets the file.
+        database: String,
+        /// What the migration does ("Add index on survey_id").
+        #[arg(required = true, num_args = 1..)]
+        description: Vec<String>,
+        #[command(flatten)]
+        folder: MigrationsFolder,
+    },
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// Databases to inspect (default: every folder under --migrations-dir).
+    databases: Vec<String>,
+    #[command(flatten)]
+    folder: MigrationsFolder,
+    /// Print the status as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -267,18 +307,54 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
 }
 
 async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error> {
-    let names = if args.databases.is_empty() {
-        folders_in(&args.migrations_dir)?
+    match args.action {
+        Some(MigrateAction::Info(inspect)) => inspect_cmd(config, inspect, false).await,
+        Some(MigrateAction::Validate(inspect)) => inspect_cmd(config, inspect, true).await,
+        Some(MigrateAction::New {
+            database,
+            description,
+            folder,
+        }) => {
+            let path = migrate::new_migration(
+                &folder.migrations_dir.join(&database),
+                &description.join(" "),
+            )?;
+            println!("{}", path.display());
+            Ok(exit::OK)
+        }
+        None => apply_cmd(config, args).await,
+    }
+}
+
+/// The databases named, or every folder under the migrations folder.
+fn databases_to_migrate(named: &[String], folder: &Path) -> Result<Vec<String>, Error> {
+    let names = if named.is_empty() {
+        folders_in(folder)?
     } else {
-        args.databases.clone()
+        named.to_vec()
     };
     if names.is_empty() {
         return Err(Error::Usage(format!(
             "no databases to migrate: {} has no folders (expected {}/<database>/V1__Description.sql)",
-            args.migrations_dir.display(),
-            args.migrations_dir.display()
+            folder.display(),
+            folder.display()
         )));
     }
+    for name in &names {
+        let dir = folder.join(name);
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "no migrations folder for '{name}' at {}",
+                dir.display()
+            )));
+        }
+    }
+    Ok(names)
+}
+
+async fn apply_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error> {
+    let root = &args.folder.migrations_dir;
+    let names = databases_to_migrate(&args.databases, root)?;
     let databases = crate::db::DatabaseSet::new(config);
     let mut options = MigrateOptions::for_current_user();
     options.dry_run = args.dry_run;
@@ -292,17 +368,9 @@ async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error
     let mut reports = Vec::new();
     let mut outcome = Ok(exit::OK);
     for name in &names {
-        let dir = args.migrations_dir.join(name);
-        if !dir.is_dir() {
-            outcome = Err(Error::Usage(format!(
-                "no migrations folder for '{name}' at {}",
-                dir.display()
-            )));
-            break;
-        }
         let result = async {
             let db = databases.get(name).await?;
-            Ok::<_, Error>(migrate::migrate(&db, &dir, &options).await?)
+            Ok::<_, Error>(migrate::migrate(&db, &root.join(name), &options).await?)
         }
         .await;
         match result {
@@ -326,6 +394,63 @@ async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error
     }
     databases.close_all().await;
     outcome
+}
+
+/// `migrate info` and `migrate validate`: read-only looks at history against files.
+async fn inspect_cmd(config: Arc<Config>, args: InspectArgs, validate: bool) -> Result<u8, Error> {
+    let root = &args.folder.migrations_dir;
+    let names = databases_to_migrate(&args.databases, root)?;
+    let databases = crate::db::DatabaseSet::new(config);
+    let options = MigrateOptions::for_current_user();
+    let mut statuses = Vec::new();
+    let mut outcome = Ok(());
+    for name in &names {
+        let result = async {
+            let db = databases.get(name).await?;
+            Ok::<_, Error>(migrate::status(&db, Some(&root.join(name)), &options).await?)
+        }
+        .await;
+        match result {
+            Ok(status) => statuses.push(status),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    databases.close_all().await;
+    outcome?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&statuses).expect("statuses serialize")
+        );
+    } else {
+        for status in &statuses {
+            if validate {
+                println!(
+                    "{}: {}",
+                    status.database,
+                    if status.is_valid() {
+                        "valid"
+                    } else {
+                        "INVALID"
+                    }
+                );
+                for problem in status.problems() {
+                    println!("  {problem}");
+                }
+            } else {
+                println!("{status}");
+            }
+        }
+    }
+    let invalid = statuses.iter().any(|s| !s.is_valid());
+    Ok(if validate && invalid {
+        exit::DATABASE
+    } else {
+        exit::OK
+    })
 }
 
 fn folders_in(dir: &Path) -> Result<Vec<String>, Error> {

@@ -102,3 +102,44 @@ fn migrations_apply_in_numeric_order_once_and_failures_leave_nothing_on_postgres
     assert_eq!(pg.count("pg_tables WHERE tablename = 'partial'"), 0);
     assert_eq!(pg.count("flowhost_schema_history"), 3);
 }
+
+#[test]
+fn migrate_new_info_and_validate_on_sqlite() {
+    let project = Project::new();
+    project.write(
+        "migrations/lab/V001__Create_base.sql",
+        "CREATE TABLE base (id INTEGER);\n",
+    );
+    let out = project.flowhost(&["migrate", "new", "lab", "Add", "child table"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "migrations/lab/V002__Add_child_table.sql"
+    );
+    project.write(
+        "migrations/lab/V002__Add_child_table.sql",
+        "CREATE TABLE child (id INTEGER);\n",
+    );
+
+    let info = json_ok(&project.flowhost(&["migrate", "info", "lab", "--json"]));
+    assert_eq!(info[0]["pending"].as_array().unwrap().len(), 2, "{info}");
+    assert!(migrate(&project).status.success());
+    let info = json_ok(&project.flowhost(&["migrate", "status", "lab", "--json"]));
+    assert_eq!(info[0]["pending"].as_array().unwrap().len(), 0, "{info}");
+    assert_eq!(info[0]["current_version"], "002", "{info}");
+
+    let valid = project.flowhost(&["migrate", "validate", "lab"]);
+    assert!(valid.status.success(), "{}", stdout(&valid));
+    // Editing an applied file is caught, with the file named.
+    project.write(
+        "migrations/lab/V001__Create_base.sql",
+        "CREATE TABLE base (id INTEGER, extra TEXT);\n",
+    );
+    let invalid = project.flowhost(&["migrate", "validate", "lab"]);
+    assert_eq!(invalid.status.code(), Some(3), "{}", stdout(&invalid));
+    assert!(
+        stdout(&invalid).contains("V001__Create_base.sql"),
+        "{}",
+        stdout(&invalid)
+    );
+}

@@ -25,6 +25,7 @@ mod history;
 mod lock;
 mod plan;
 mod report;
+mod scaffold;
 mod version;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub use history::{AppliedMigration, DEFAULT_HISTORY_TABLE, HistoryTable};
 pub use lock::MigrationConn;
 pub use plan::{Plan, plan};
 pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration, table};
+pub use scaffold::new_migration;
 pub use version::{Version, VersionError};
 
 use crate::db::Database;
