@@ -69,7 +69,8 @@ struct GlobalArgs {
 enum Command {
     /// Run a flow component once and print its JSON result on stdout.
     Run(RunArgs),
-    /// Apply pending migrations (migrations/<DB>/V<n>__<description>.sql).
+    /// Apply pending migrations (migrations/<DB>/V<n>__<description>.sql, then R__ files),
+    /// or inspect and maintain the migration history (see `flowhost migrate --help`).
     Migrate(MigrateArgs),
     /// Check databases: connection, SELECT 1, response time, migrations, pool.
     Health(HealthArgs),
@@ -102,9 +103,13 @@ struct MigrateArgs {
     databases: Vec<String>,
     #[command(flatten)]
     folder: MigrationsFolder,
-    /// Apply migrations up to and including this version only.
+    /// Apply versioned migrations up to and including this version only.
     #[arg(long, value_name = "VERSION")]
     target: Option<String>,
+    /// Also apply new files whose versions are below the current version (by default they
+    /// stop the run, since they were probably merged late).
+    #[arg(long)]
+    out_of_order: bool,
     /// Print what would be applied; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -116,8 +121,30 @@ struct MigrateArgs {
 #[derive(Debug, Args)]
 struct MigrationsFolder {
     /// Folder holding one migrations folder per database.
-    #[arg(long, value_name = "DIR", default_value = "migrations")]
+    #[arg(long, value_name = "DIR", default_value = "migrations", global = true)]
     migrations_dir: PathBuf,
+    /// The history table's name (a plain identifier).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = migrate::DEFAULT_HISTORY_TABLE,
+        global = true
+    )]
+    history_table: String,
+    /// Seconds to wait for another migrator's lock before giving up (naming who holds it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, global = true)]
+    lock_timeout: u64,
+}
+
+impl MigrationsFolder {
+    /// Migrate options from these flags and the configuration's placeholders.
+    fn options(&self, config: &Config) -> Result<MigrateOptions, Error> {
+        let mut options = MigrateOptions::for_current_user();
+        options.history_table = self.history_table.clone();
+        options.lock_timeout = std::time::Duration::from_secs(self.lock_timeout);
+        options.placeholders = config.placeholders()?.map(migrate::Placeholders::new);
+        Ok(options)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +155,54 @@ enum MigrateAction {
     /// Check applied migrations against the files (checksums, failures, out of order);
     /// exit code 3 when anything is wrong.
     Validate(InspectArgs),
+    /// Record that a database already has the schema up to VERSION (one BASELINE row in an
+    /// empty history): files at or below it never run. For databases set up before flowhost.
+    Baseline {
+        /// Databases to baseline (default: every folder under --migrations-dir).
+        databases: Vec<String>,
+        /// The version the database's schema is at.
+        #[arg(long, value_name = "VERSION")]
+        version: String,
+        /// The baseline row's description (default: "<< flowhost baseline >>").
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// Say what would be recorded; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove failed history entries and record the current checksum of applied files that
+    /// changed (only for the --version's given, if any). Use --dry-run first.
+    Repair {
+        /// Databases to repair (default: every folder under --migrations-dir).
+        databases: Vec<String>,
+        /// Repair only the entries of this version (repeatable flag).
+        #[arg(long = "version", value_name = "VERSION")]
+        versions: Vec<String>,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo the latest applied migration with its U<version>__*.sql file, or with --to every
+    /// migration above a version, newest first. Undone versions become pending again.
+    Undo {
+        /// Databases to undo in (default: every folder under --migrations-dir).
+        databases: Vec<String>,
+        /// Undo every applied version above this one (default: only the latest).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Print what would be undone; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the next correctly numbered, empty migration file and print its path.
     New {
         /// The database whose folder gets the file.
@@ -135,8 +210,6 @@ enum MigrateAction {
         /// What the migration does ("Add index on survey_id").
         #[arg(required = true, num_args = 1..)]
         description: Vec<String>,
-        #[command(flatten)]
-        folder: MigrationsFolder,
     },
 }
 
@@ -144,8 +217,6 @@ enum MigrateAction {
 struct InspectArgs {
     /// Databases to inspect (default: every folder under --migrations-dir).
     databases: Vec<String>,
-    #[command(flatten)]
-    folder: MigrationsFolder,
     /// Print the status as JSON.
     #[arg(long)]
     json: bool,
@@ -306,19 +377,124 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
     }
 }
 
+fn parse_version(flag: &str, text: &str) -> Result<migrate::Version, Error> {
+    text.parse()
+        .map_err(|e| Error::Usage(format!("{flag} {text}: {e}")))
+}
+
+/// Runs `each` for every database in turn, stopping at the first error; prints each report
+/// as text, or all of them as one JSON array at the end.
+async fn for_each_database<R, F>(
+    config: Arc<Config>,
+    names: &[String],
+    json: bool,
+    each: F,
+) -> Result<u8, Error>
+where
+    R: std::fmt::Display + serde::Serialize,
+    F: AsyncFn(&crate::db::Database, &str) -> Result<R, Error>,
+{
+    let databases = crate::db::DatabaseSet::new(config);
+    let mut reports = Vec::new();
+    let mut outcome = Ok(exit::OK);
+    for name in names {
+        let result = async {
+            let db = databases.get(name).await?;
+            each(&db, name).await
+        }
+        .await;
+        match result {
+            Ok(report) => {
+                if !json {
+                    println!("{report}");
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("reports serialize")
+        );
+    }
+    databases.close_all().await;
+    outcome
+}
+
 async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error> {
+    let root = args.folder.migrations_dir.clone();
+    let mut options = args.folder.options(&config)?;
     match args.action {
-        Some(MigrateAction::Info(inspect)) => inspect_cmd(config, inspect, false).await,
-        Some(MigrateAction::Validate(inspect)) => inspect_cmd(config, inspect, true).await,
+        Some(MigrateAction::Info(inspect)) => {
+            inspect_cmd(config, &args.folder, inspect, false).await
+        }
+        Some(MigrateAction::Validate(inspect)) => {
+            inspect_cmd(config, &args.folder, inspect, true).await
+        }
+        Some(MigrateAction::Baseline {
+            databases,
+            version,
+            description,
+            dry_run,
+            json,
+        }) => {
+            let version = parse_version("--version", &version)?;
+            options.dry_run = dry_run;
+            let names = databases_to_migrate(&databases, &root)?;
+            for_each_database(config, &names, json, async |db, name| {
+                let dir = root.join(name);
+                Ok(migrate::baseline(
+                    db,
+                    Some(&dir),
+                    &options,
+                    version.clone(),
+                    description.as_deref(),
+                )
+                .await?)
+            })
+            .await
+        }
+        Some(MigrateAction::Repair {
+            databases,
+            versions,
+            dry_run,
+            json,
+        }) => {
+            let only = versions
+                .iter()
+                .map(|v| parse_version("--version", v))
+                .collect::<Result<Vec<_>, _>>()?;
+            options.dry_run = dry_run;
+            let names = databases_to_migrate(&databases, &root)?;
+            for_each_database(config, &names, json, async |db, name| {
+                Ok(migrate::repair(db, &root.join(name), &options, &only).await?)
+            })
+            .await
+        }
+        Some(MigrateAction::Undo {
+            databases,
+            to,
+            dry_run,
+            json,
+        }) => {
+            let to = to.map(|v| parse_version("--to", &v)).transpose()?;
+            options.dry_run = dry_run;
+            let names = databases_to_migrate(&databases, &root)?;
+            for_each_database(config, &names, json, async |db, name| {
+                Ok(migrate::undo(db, &root.join(name), &options, to.as_ref()).await?)
+            })
+            .await
+        }
         Some(MigrateAction::New {
             database,
             description,
-            folder,
         }) => {
-            let path = migrate::new_migration(
-                &folder.migrations_dir.join(&database),
-                &description.join(" "),
-            )?;
+            let path = migrate::new_migration(&root.join(&database), &description.join(" "))?;
             println!("{}", path.display());
             Ok(exit::OK)
         }
@@ -355,53 +531,29 @@ fn databases_to_migrate(named: &[String], folder: &Path) -> Result<Vec<String>, 
 async fn apply_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error> {
     let root = &args.folder.migrations_dir;
     let names = databases_to_migrate(&args.databases, root)?;
-    let databases = crate::db::DatabaseSet::new(config);
-    let mut options = MigrateOptions::for_current_user();
+    let mut options = args.folder.options(&config)?;
     options.dry_run = args.dry_run;
+    options.out_of_order = args.out_of_order;
     if let Some(target) = &args.target {
-        options.target = Some(
-            target
-                .parse()
-                .map_err(|e| Error::Usage(format!("--target {target}: {e}")))?,
-        );
+        options.target = Some(parse_version("--target", target)?);
     }
-    let mut reports = Vec::new();
-    let mut outcome = Ok(exit::OK);
-    for name in &names {
-        let result = async {
-            let db = databases.get(name).await?;
-            Ok::<_, Error>(migrate::migrate(&db, &root.join(name), &options).await?)
-        }
-        .await;
-        match result {
-            Ok(report) => {
-                if !args.json {
-                    println!("{report}");
-                }
-                reports.push(report);
-            }
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
-        }
-    }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).expect("reports serialize")
-        );
-    }
-    databases.close_all().await;
-    outcome
+    for_each_database(config, &names, args.json, async |db, name| {
+        Ok(migrate::migrate(db, &root.join(name), &options).await?)
+    })
+    .await
 }
 
 /// `migrate info` and `migrate validate`: read-only looks at history against files.
-async fn inspect_cmd(config: Arc<Config>, args: InspectArgs, validate: bool) -> Result<u8, Error> {
-    let root = &args.folder.migrations_dir;
+async fn inspect_cmd(
+    config: Arc<Config>,
+    folder: &MigrationsFolder,
+    args: InspectArgs,
+    validate: bool,
+) -> Result<u8, Error> {
+    let root = &folder.migrations_dir;
     let names = databases_to_migrate(&args.databases, root)?;
+    let options = folder.options(&config)?;
     let databases = crate::db::DatabaseSet::new(config);
-    let options = MigrateOptions::for_current_user();
     let mut statuses = Vec::new();
     let mut outcome = Ok(());
     for name in &names {

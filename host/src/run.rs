@@ -110,12 +110,17 @@ impl Host {
 
         let mut grants = HashMap::new();
         let mut migrations_applied = Vec::new();
+        let mut migrate_options = MigrateOptions::for_current_user();
+        migrate_options.placeholders = self
+            .databases
+            .config()
+            .placeholders()?
+            .map(migrate::Placeholders::new);
         for (name, grant) in &manifest.databases {
             let database = self.databases.get(name).await?;
             database.ping().await?;
             if let Some(dir) = &grant.migrations {
-                let report =
-                    migrate::migrate(&database, dir, &MigrateOptions::for_current_user()).await?;
+                let report = migrate::migrate(&database, dir, &migrate_options).await?;
                 migrations_applied.extend(
                     report
                         .applied

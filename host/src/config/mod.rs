@@ -295,6 +295,56 @@ impl Config {
         })
     }
 
+    /// Migration placeholder values, by lower-case name: `FLOWHOST_PLACEHOLDER_<NAME>` keys
+    /// from the `.env` files and the process environment (which wins), with `${VAR}`
+    /// interpolation. `None` means placeholders are off: there are no such keys and
+    /// `FLOWHOST_PLACEHOLDERS` is not `on` (`FLOWHOST_PLACEHOLDERS=off` turns them off even
+    /// with keys; `on` with none makes every `${name}` in a migration an error).
+    pub fn placeholders(&self) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
+        const PREFIX: &str = "FLOWHOST_PLACEHOLDER_";
+        const SWITCH: &str = "FLOWHOST_PLACEHOLDERS";
+        let mut values = BTreeMap::new();
+        let file_keys = self.vars.files.iter().map(|(k, v)| (k, v.clone()));
+        let process_keys = self.vars.process.iter().map(|(k, v)| {
+            let raw = RawValue {
+                text: v.clone(),
+                origin: Origin::Process,
+                literal: true,
+            };
+            (k, raw)
+        });
+        // Files first, so process values overwrite them.
+        for (key, raw) in file_keys.chain(process_keys) {
+            if let Some(name) = key.strip_prefix(PREFIX).filter(|n| !n.is_empty()) {
+                values.insert(name.to_ascii_lowercase(), self.vars.resolve(key, &raw)?);
+            }
+        }
+        let switch = match self.vars.process.get(SWITCH) {
+            Some(v) => Some((v.clone(), Origin::Process)),
+            None => self
+                .vars
+                .files
+                .get(SWITCH)
+                .map(|raw| (raw.text.clone(), raw.origin.clone())),
+        };
+        let on = match switch {
+            None => !values.is_empty(),
+            Some((value, origin)) => match value.trim().to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" | "yes" => true,
+                "off" | "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::InvalidNumber {
+                        key: SWITCH.to_owned(),
+                        origin,
+                        value,
+                        expected: "on or off",
+                    });
+                }
+            },
+        };
+        Ok(on.then_some(values))
+    }
+
     /// The configuration of the database the manifest calls `name`.
     pub fn database(&self, name: &str) -> Result<DatabaseConfig, ConfigError> {
         let key = key_name(name);

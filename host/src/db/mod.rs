@@ -185,6 +185,28 @@ impl Database {
     }
 
     /// Connects (or reuses an idle connection) and runs `SELECT 1`; returns how long it took.
+    /// A connection outside the shared pool, with its own private pool of one that the caller
+    /// closes when done. For PostgreSQL's migration lock: a session lock on a pooled connection
+    /// could outlive its user or, behind a transaction-mode pooler, land on the wrong server
+    /// session; a dedicated connection is used by one owner and its closing releases the lock.
+    /// Its `application_name` names it in `pg_stat_activity`. SQLite shares the pool (an
+    /// in-memory database exists only on the pool's connection).
+    pub async fn dedicated(&self, application_name: &str) -> Result<(Conn, Option<Pool>), DbError> {
+        let Pool::Postgres(shared) = &self.pool else {
+            return Ok((self.acquire().await?, None));
+        };
+        let options = (*shared.connect_options())
+            .clone()
+            .application_name(application_name);
+        let private = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(self.connect_timeout)
+            .connect_lazy_with(options);
+        let conn = private.acquire().await.map_err(|e| self.error(e))?;
+        Ok((Conn::Postgres(conn), Some(Pool::Postgres(private))))
+    }
+
     pub async fn ping(&self) -> Result<Duration, DbError> {
         let started = Instant::now();
         let mut conn = self.acquire().await?;

@@ -1,129 +1,21 @@
-//! Running pending migrations: each in its own transaction, statement by statement, with its
-//! history row written in the same transaction.
+//! Running migrations. A transactional migration runs with its history row in one transaction,
+//! so it is either applied and recorded or not there at all. A non-transactional one gets its
+//! history row first (as failed, 0 statements done) and records each statement as it commits,
+//! so a failure part-way can resume after the last statement that completed.
 
-use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::MigrateOptions;
+use super::checksum::Checksum;
 use super::discover::{Discovered, Migration};
 use super::error::{MigrateError, preview};
 use super::history::{AppliedMigration, HistoryTable, TYPE_SQL};
 use super::lock::MigrationConn;
 use super::plan::{Plan, plan};
-use super::report::{AppliedStep, MigrateReport, PendingMigration};
+use super::prepare::{Prepared, prepare};
+use super::report::{AppliedStep, MigrateReport, PendingMigration, StepKind};
 use super::version::Version;
 use crate::db::{Backend, Conn, Database};
-use crate::sql::{self, Dialect};
-
-/// One statement of a migration, ready to run.
-#[derive(Debug, Clone)]
-pub struct PreparedStatement {
-    pub sql: String,
-    /// 1-based line of the statement's first token in the file.
-    pub line: usize,
-}
-
-/// A pending migration split into statements.
-#[derive(Debug)]
-pub struct Prepared<'f> {
-    pub migration: &'f Migration,
-    pub statements: Vec<PreparedStatement>,
-}
-
-/// Splits a migration into statements and refuses scripts that manage transactions themselves.
-pub fn prepare<'f>(
-    database: &str,
-    migration: &'f Migration,
-    dialect: Dialect,
-) -> Result<Prepared<'f>, MigrateError> {
-    let spans =
-        sql::split_statements(&migration.sql, dialect).map_err(|e| MigrateError::Script {
-            database: database.to_owned(),
-            script: migration.script.clone(),
-            message: e.to_string(),
-        })?;
-    let mut statements = Vec::with_capacity(spans.len());
-    for span in spans {
-        let (skipped, first, second) = leading_words(&span.sql);
-        let Some(first) = first else {
-            continue; // only comments
-        };
-        let line = span.line + span.sql[..skipped].matches('\n').count();
-        if let Some(keyword) = transaction_control(&first, second.as_deref(), dialect) {
-            return Err(MigrateError::TransactionControl {
-                database: database.to_owned(),
-                script: migration.script.clone(),
-                line,
-                keyword,
-            });
-        }
-        statements.push(PreparedStatement {
-            sql: span.sql,
-            line,
-        });
-    }
-    Ok(Prepared {
-        migration,
-        statements,
-    })
-}
-
-/// The byte length of leading whitespace and comments, and the first two words after them
-/// (uppercased). `None` when the text holds nothing but comments.
-fn leading_words(sql: &str) -> (usize, Option<String>, Option<String>) {
-    let b = sql.as_bytes();
-    let mut i = 0;
-    loop {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if b[i..].starts_with(b"--") {
-            i = sql[i..].find('\n').map_or(b.len(), |n| i + n + 1);
-        } else if b[i..].starts_with(b"/*") {
-            i = sql[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
-        } else {
-            break;
-        }
-    }
-    let skipped = i;
-    let mut words = sql[i..]
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_uppercase);
-    if i >= b.len() {
-        return (skipped, None, None);
-    }
-    let first = words.next();
-    let first = first.filter(|_| b[i].is_ascii_alphabetic());
-    match first {
-        Some(first) => (skipped, Some(first), words.next()),
-        None => (skipped, Some(String::new()), None),
-    }
-}
-
-/// The transaction-control keyword a statement starts with, if it is one.
-fn transaction_control(first: &str, second: Option<&str>, dialect: Dialect) -> Option<String> {
-    let hit = match dialect {
-        Dialect::SqlServer => match first {
-            "BEGIN" => matches!(second, Some("TRAN" | "TRANSACTION" | "DISTRIBUTED")),
-            "COMMIT" | "SAVE" => true,
-            "ROLLBACK" => true,
-            _ => false,
-        },
-        _ => match first {
-            "BEGIN" | "COMMIT" | "END" | "ABORT" | "START" => true,
-            // Savepoints inside the migration's transaction are harmless.
-            "ROLLBACK" => second != Some("TO"),
-            _ => false,
-        },
-    };
-    hit.then(|| match second {
-        Some(s) if first == "START" || (first == "BEGIN" && dialect == Dialect::SqlServer) => {
-            format!("{first} {s}")
-        }
-        _ => first.to_owned(),
-    })
-}
 
 fn begin_sql(backend: Backend) -> &'static str {
     match backend {
@@ -134,8 +26,9 @@ fn begin_sql(backend: Backend) -> &'static str {
     }
 }
 
-/// Refuses to go on when the history and the files disagree.
-pub fn check(database: &str, plan: &Plan<'_, '_>) -> Result<(), MigrateError> {
+/// Refuses to go on when the history and the files disagree. Out-of-order files are refused
+/// unless `out_of_order` allows them.
+pub fn check(database: &str, plan: &Plan<'_, '_>, out_of_order: bool) -> Result<(), MigrateError> {
     if !plan.failed.is_empty() {
         return Err(MigrateError::FailedEntries {
             database: database.to_owned(),
@@ -148,7 +41,9 @@ pub fn check(database: &str, plan: &Plan<'_, '_>) -> Result<(), MigrateError> {
             mismatches: plan.mismatches.clone(),
         });
     }
-    if let (Some(latest), false) = (&plan.current, plan.out_of_order.is_empty()) {
+    if let (Some(latest), false, false) =
+        (&plan.current, plan.out_of_order.is_empty(), out_of_order)
+    {
         return Err(MigrateError::OutOfOrder {
             database: database.to_owned(),
             latest: latest.clone(),
@@ -165,7 +60,7 @@ pub fn describe_plan(report: &mut MigrateReport, plan: &Plan<'_, '_>) {
     report.above_target = plan
         .above_target
         .iter()
-        .filter_map(|m| PendingMigration::of(m))
+        .map(|m| PendingMigration::of(m))
         .collect();
     for row in &plan.missing {
         report.warnings.push(format!(
@@ -180,6 +75,301 @@ pub fn describe_plan(report: &mut MigrateReport, plan: &Plan<'_, '_>) {
     }
 }
 
+/// The migrations a run applies, in order: versioned ones by version (out-of-order files among
+/// them when allowed), then repeatable ones that are new or changed.
+pub fn queue<'f>(plan: &Plan<'f, '_>, out_of_order: bool) -> Vec<&'f Migration> {
+    let mut versioned: Vec<&'f Migration> = plan.pending.clone();
+    if out_of_order {
+        versioned.extend(plan.out_of_order.iter().copied());
+        versioned.sort_by(|a, b| a.version().cmp(&b.version()));
+    }
+    versioned.extend(plan.repeatable_pending.iter().copied());
+    versioned
+}
+
+/// What a history row will say about a unit of work.
+#[derive(Debug, Clone)]
+pub struct RowSpec {
+    pub version: Option<Version>,
+    pub description: String,
+    /// `SQL` or `UNDO_SQL`.
+    pub kind: &'static str,
+    pub script: String,
+    pub checksum: Checksum,
+}
+
+impl RowSpec {
+    /// The row for running `m` itself.
+    pub fn of(m: &Migration, kind: &'static str) -> RowSpec {
+        RowSpec {
+            version: m.version().cloned(),
+            description: m.description().to_owned(),
+            kind,
+            script: m.script.clone(),
+            checksum: m.checksum.clone(),
+        }
+    }
+
+    fn row(
+        &self,
+        rank: i32,
+        installed_by: &str,
+        elapsed: Duration,
+        success: bool,
+    ) -> AppliedMigration {
+        AppliedMigration {
+            installed_rank: rank,
+            version: self.version.clone(),
+            description: self.description.clone(),
+            kind: self.kind.to_owned(),
+            script: self.script.clone(),
+            checksum: Some(self.checksum.clone()),
+            installed_by: installed_by.to_owned(),
+            installed_on: chrono::Utc::now().naive_utc(),
+            execution_time_ms: millis(elapsed),
+            success,
+            statements_done: None,
+        }
+    }
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// How a unit of work ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Applied and recorded at this rank.
+    Done { rank: i32, elapsed: Duration },
+    /// Another migrator did it (or made it unnecessary) while this one waited.
+    Skipped,
+}
+
+/// Decides, from a history re-read inside the unit's transaction, whether the unit is still
+/// wanted (`Ok(false)`: someone else did it), or that migrating must stop (`Err`).
+pub type Recheck<'a> = dyn FnMut(&[AppliedMigration]) -> Result<bool, MigrateError> + Send + 'a;
+
+/// Runs units of work on a migration connection, keeping track of the history's highest rank
+/// so a change by another migrator (SQLite holds no lock between migrations) is noticed.
+pub struct Runner<'a> {
+    pub db: &'a Database,
+    pub mc: &'a mut MigrationConn,
+    pub table: &'a HistoryTable,
+    pub installed_by: &'a str,
+    /// The history's highest rank as of our last read or write.
+    pub seen_rank: i32,
+    /// Another migrator changed the history since the plan was made: every later unit is
+    /// re-checked against a fresh read, not only the first one that noticed.
+    pub stale: bool,
+}
+
+impl Runner<'_> {
+    /// Opens a write transaction, takes the next rank, and re-checks when the history moved.
+    /// `Ok(None)`: rolled back because the unit is no longer wanted.
+    async fn begin(&mut self, recheck: &mut Recheck<'_>) -> Result<Option<i32>, MigrateError> {
+        let (db, table) = (self.db, self.table);
+        self.mc.mark_dirty();
+        self.mc.conn().run_raw(db, begin_sql(db.backend())).await?;
+        let rank = match table.max_rank(self.mc.conn(), db).await {
+            Ok(rank) => rank,
+            Err(e) => {
+                self.mc.rollback(db).await;
+                return Err(e.into());
+            }
+        };
+        if rank != self.seen_rank || self.stale {
+            self.stale = true;
+            let wanted = match table.read(self.mc.conn(), db).await {
+                Ok(history) => recheck(&history),
+                Err(e) => Err(e),
+            };
+            self.seen_rank = rank;
+            match wanted {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.mc.rollback(db).await;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.mc.rollback(db).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(rank + 1))
+    }
+
+    /// Commits, or rolls back and says what was lost.
+    async fn commit(&mut self, script: &str) -> Result<(), MigrateError> {
+        if let Err(e) = self.mc.conn().run_raw(self.db, "COMMIT").await {
+            self.mc.rollback(self.db).await;
+            return Err(MigrateError::database(
+                format!("commit migration {script} (nothing from it was applied)"),
+                e,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs every statement and the history row in one transaction.
+    pub async fn transactional(
+        &mut self,
+        p: &Prepared<'_>,
+        spec: &RowSpec,
+        recheck: &mut Recheck<'_>,
+    ) -> Result<Outcome, MigrateError> {
+        let db = self.db;
+        let Some(rank) = self.begin(recheck).await? else {
+            return Ok(Outcome::Skipped);
+        };
+        let started = Instant::now();
+        for stmt in &p.statements {
+            if let Err(source) = self.mc.conn().run_raw(db, &stmt.sql).await {
+                self.mc.rollback(db).await;
+                return Err(MigrateError::Failed {
+                    database: db.name().to_owned(),
+                    script: spec.script.clone(),
+                    statement_line: stmt.line,
+                    statement_preview: preview(&stmt.sql),
+                    source: Box::new(source),
+                });
+            }
+        }
+        let elapsed = started.elapsed();
+        let row = spec.row(rank, self.installed_by, elapsed, true);
+        if let Err(e) = self.table.insert(self.mc.conn(), db, &row).await {
+            self.mc.rollback(db).await;
+            return Err(MigrateError::database(
+                format!(
+                    "record {} in the history table {} (the migration was rolled back)",
+                    spec.script,
+                    self.table.name()
+                ),
+                e,
+            ));
+        }
+        self.commit(&spec.script).await?;
+        self.seen_rank = rank;
+        Ok(Outcome::Done { rank, elapsed })
+    }
+
+    /// Runs the statements one by one outside a transaction, recording progress after each;
+    /// `resume` is the failed row of an earlier attempt, whose completed statements are skipped.
+    pub async fn stepwise(
+        &mut self,
+        p: &Prepared<'_>,
+        spec: &RowSpec,
+        resume: Option<&AppliedMigration>,
+        recheck: &mut Recheck<'_>,
+    ) -> Result<Outcome, MigrateError> {
+        let db = self.db;
+        let total = p.statements.len();
+        let (mut row, start, earlier) = match resume {
+            Some(r) => {
+                let done = usize::try_from(r.statements_done.unwrap_or(0)).unwrap_or(0);
+                let earlier = Duration::from_millis(r.execution_time_ms.max(0) as u64);
+                tracing::info!(database = %db.name(), script = %spec.script, done, total, "resuming a migration that stopped part-way");
+                (r.clone(), done.min(total), earlier)
+            }
+            None => {
+                // Claim the migration: its row, as failed with nothing done, committed first.
+                let Some(rank) = self.begin(recheck).await? else {
+                    return Ok(Outcome::Skipped);
+                };
+                let mut row = spec.row(rank, self.installed_by, Duration::ZERO, false);
+                row.statements_done = Some(0);
+                if let Err(e) = self.table.insert(self.mc.conn(), db, &row).await {
+                    self.mc.rollback(db).await;
+                    return Err(MigrateError::database(
+                        format!("record the start of {}", spec.script),
+                        e,
+                    ));
+                }
+                self.commit(&spec.script).await?;
+                self.seen_rank = rank;
+                (row, 0, Duration::ZERO)
+            }
+        };
+        row.checksum = Some(spec.checksum.clone());
+        let started = Instant::now();
+        self.mc.mark_dirty();
+        for (i, stmt) in p.statements.iter().enumerate().skip(start) {
+            let result = self.mc.conn().run_raw(db, &stmt.sql).await;
+            row.execution_time_ms = millis(earlier + started.elapsed());
+            if let Err(source) = result {
+                row.statements_done = Some(i as i32);
+                let recorded = self.table.update_progress(self.mc.conn(), db, &row).await;
+                if let Err(e) = recorded {
+                    tracing::warn!(database = %db.name(), script = %spec.script, error = %e, "could not record the progress of a failed migration");
+                }
+                return Err(MigrateError::FailedPartway {
+                    database: db.name().to_owned(),
+                    script: spec.script.clone(),
+                    done: i,
+                    total,
+                    statement_line: stmt.line,
+                    source: Box::new(source),
+                });
+            }
+            row.statements_done = Some(i as i32 + 1);
+            row.success = i + 1 == total;
+            self.record_progress(&row, &spec.script).await?;
+        }
+        if !row.success {
+            // Nothing left to run (an empty file, or every statement done before a crash).
+            row.success = true;
+            row.statements_done = Some(total as i32);
+            self.record_progress(&row, &spec.script).await?;
+        }
+        Ok(Outcome::Done {
+            rank: row.installed_rank,
+            elapsed: earlier + started.elapsed(),
+        })
+    }
+
+    async fn record_progress(
+        &mut self,
+        row: &AppliedMigration,
+        script: &str,
+    ) -> Result<(), MigrateError> {
+        self.table
+            .update_progress(self.mc.conn(), self.db, row)
+            .await
+            .map_err(|e| {
+                MigrateError::database(
+                    format!(
+                        "record the progress of {script} ({} statement(s) done)",
+                        row.statements_done.unwrap_or(0)
+                    ),
+                    e,
+                )
+            })
+    }
+}
+
+/// The step a report shows for a unit that ran.
+pub fn step(
+    kind: StepKind,
+    spec: &RowSpec,
+    p: &Prepared<'_>,
+    rank: i32,
+    elapsed: Duration,
+    resumed_after: Option<usize>,
+) -> AppliedStep {
+    AppliedStep {
+        kind,
+        version: spec.version.clone(),
+        description: spec.description.clone(),
+        script: spec.script.clone(),
+        installed_rank: rank,
+        statements: p.statements.len(),
+        transactional: p.transactional,
+        resumed_after,
+        execution_time_ms: elapsed.as_millis() as u64,
+    }
+}
+
 /// Applies what is pending, holding `mc` (and its lock) throughout.
 pub async fn apply_locked(
     db: &Database,
@@ -189,138 +379,82 @@ pub async fn apply_locked(
     opts: &MigrateOptions,
     report: &mut MigrateReport,
 ) -> Result<(), MigrateError> {
-    let dialect = db.backend().dialect();
     let name = db.name();
-    // Checked first so PostgreSQL does not log an "already exists" notice on every run; the
-    // CREATE still says IF NOT EXISTS for a SQLite migrator racing this one.
-    if !table.exists(mc.conn(), db).await? {
-        table.create(mc.conn(), db).await.map_err(|e| {
-            MigrateError::database(format!("create the history table {}", table.name()), e)
-        })?;
-    }
-    let mut history = table.read(mc.conn(), db).await?;
-    let mut seen_rank = history.iter().map(|r| r.installed_rank).max().unwrap_or(0);
-    let (prepared, mut pending_now) = {
-        let plan = plan(Some(&files.versioned), &history, opts.target.as_ref());
-        check(name, &plan)?;
+    let target = opts.target.as_ref();
+    let ooo = opts.out_of_order;
+    table.ensure(mc.conn(), db).await?;
+    let history = table.read(mc.conn(), db).await?;
+    let seen_rank = history.iter().map(|r| r.installed_rank).max().unwrap_or(0);
+    let placeholders = opts.placeholders_for(db.name(), table.name());
+    let (prepared, resumable) = {
+        let plan = plan(Some(files), &history, target);
+        check(name, &plan, ooo)?;
         describe_plan(report, &plan);
-        let prepared = plan
-            .pending
-            .iter()
-            .map(|m| prepare(name, m, dialect))
+        let prepared = queue(&plan, ooo)
+            .into_iter()
+            .map(|m| prepare(name, m, db.backend().dialect(), placeholders.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        (prepared, pending_versions(&plan))
+        let resumable: Vec<AppliedMigration> =
+            plan.resumable.iter().map(|r| (*r).clone()).collect();
+        (prepared, resumable)
     };
-
-    for p in prepared {
+    // Wanted still if a fresh plan queues the same script and nothing blocks migrating.
+    let recheck_for = |script: String| {
+        move |history: &[AppliedMigration]| {
+            let replan = plan(Some(files), history, target);
+            check(name, &replan, ooo)?;
+            Ok(queue(&replan, ooo).iter().any(|m| m.script == script))
+        }
+    };
+    let mut runner = Runner {
+        db,
+        mc,
+        table,
+        installed_by: &opts.installed_by,
+        seen_rank,
+        stale: false,
+    };
+    for p in &prepared {
         let m = p.migration;
-        let version = m
-            .version()
-            .expect("planned migrations are versioned")
-            .clone();
-        mc.mark_dirty();
-        mc.conn().run_raw(db, begin_sql(db.backend())).await?;
-        let rank = match table.max_rank(mc.conn(), db).await {
-            Ok(rank) => rank,
-            Err(e) => {
-                mc.rollback(db).await;
-                return Err(e.into());
-            }
+        let spec = RowSpec::of(m, TYPE_SQL);
+        let kind = if m.version().is_some() {
+            StepKind::Versioned
+        } else {
+            StepKind::Repeatable
         };
-        if rank != seen_rank {
-            // Someone else migrated since we read the history (SQLite holds no lock across
-            // migrations): look again, inside this write transaction, before running anything.
-            history = match table.read(mc.conn(), db).await {
-                Ok(h) => h,
-                Err(e) => {
-                    mc.rollback(db).await;
-                    return Err(e);
-                }
-            };
-            seen_rank = rank;
-            let replan = plan(Some(&files.versioned), &history, opts.target.as_ref());
-            report.version_after = replan.current.clone();
-            if let Err(e) = check(name, &replan) {
-                mc.rollback(db).await;
-                return Err(e);
-            }
-            pending_now = pending_versions(&replan);
-        }
-        if !pending_now.contains(&version) {
-            mc.rollback(db).await;
-            report.applied_by_another.push(m.script.clone());
-            continue;
-        }
-
-        let started = Instant::now();
-        for stmt in &p.statements {
-            if let Err(source) = mc.conn().run_raw(db, &stmt.sql).await {
-                mc.rollback(db).await;
-                return Err(MigrateError::Failed {
+        let resume = m
+            .version()
+            .and_then(|v| resumable.iter().find(|r| r.version.as_ref() == Some(v)));
+        let mut recheck = recheck_for(m.script.clone());
+        let outcome = match (p.transactional, resume) {
+            (false, resume) => runner.stepwise(p, &spec, resume, &mut recheck).await?,
+            (true, None) => runner.transactional(p, &spec, &mut recheck).await?,
+            (true, Some(row)) => {
+                // Its earlier statements ran outside a transaction: running the whole file in
+                // one now would repeat them.
+                return Err(MigrateError::FailedEntries {
                     database: name.to_owned(),
-                    script: m.script.clone(),
-                    version,
-                    statement_line: stmt.line,
-                    statement_preview: preview(&stmt.sql),
-                    source: Box::new(source),
+                    scripts: vec![row.script.clone()],
                 });
             }
-        }
-        let elapsed = started.elapsed();
-        let row = AppliedMigration {
-            installed_rank: rank + 1,
-            version: Some(version.clone()),
-            description: m.description().to_owned(),
-            kind: TYPE_SQL.to_owned(),
-            script: m.script.clone(),
-            checksum: Some(m.checksum.clone()),
-            installed_by: opts.installed_by.clone(),
-            installed_on: chrono::Utc::now().naive_utc(),
-            execution_time_ms: i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX),
-            success: true,
         };
-        if let Err(e) = table.insert(mc.conn(), db, &row).await {
-            mc.rollback(db).await;
-            return Err(MigrateError::database(
-                format!(
-                    "record {} in the history table {} (the migration was rolled back)",
-                    m.script,
-                    table.name()
-                ),
-                e,
-            ));
+        match outcome {
+            Outcome::Skipped => report.applied_by_another.push(m.script.clone()),
+            Outcome::Done { rank, elapsed } => {
+                tracing::info!(database = %name, script = %m.script, ms = elapsed.as_millis() as u64, "applied migration");
+                if let Some(v) = m.version() {
+                    if report.version_after.as_ref().is_none_or(|cur| v > cur) {
+                        report.version_after = Some(v.clone());
+                    }
+                }
+                let resumed_after = resume.and_then(|r| r.statements_done).map(|d| d as usize);
+                report
+                    .applied
+                    .push(step(kind, &spec, p, rank, elapsed, resumed_after));
+            }
         }
-        if let Err(e) = mc.conn().run_raw(db, "COMMIT").await {
-            mc.rollback(db).await;
-            return Err(MigrateError::database(
-                format!(
-                    "commit migration {} (nothing from it was applied)",
-                    m.script
-                ),
-                e,
-            ));
-        }
-        seen_rank = rank + 1;
-        tracing::info!(database = %name, script = %m.script, version = %version, ms = elapsed.as_millis() as u64, "applied migration");
-        report.version_after = Some(version.clone());
-        report.applied.push(AppliedStep {
-            version,
-            description: m.description().to_owned(),
-            script: m.script.clone(),
-            installed_rank: row.installed_rank,
-            statements: p.statements.len(),
-            execution_time_ms: elapsed.as_millis() as u64,
-        });
     }
     Ok(())
-}
-
-/// The versions a plan would apply.
-fn pending_versions(plan: &Plan<'_, '_>) -> HashSet<Version> {
-    plan.pending
-        .iter()
-        .filter_map(|m| m.version().cloned())
-        .collect()
 }
 
 /// A dry run: reads the history (without creating it) and says what would run.
@@ -337,97 +471,14 @@ pub async fn plan_only(
     } else {
         Vec::new()
     };
-    let plan = plan(Some(&files.versioned), &history, opts.target.as_ref());
-    check(db.name(), &plan)?;
+    let plan = plan(Some(files), &history, opts.target.as_ref());
+    check(db.name(), &plan, opts.out_of_order)?;
     describe_plan(report, &plan);
-    for m in &plan.pending {
-        prepare(db.name(), m, db.backend().dialect())?;
+    let placeholders = opts.placeholders_for(db.name(), table.name());
+    let queue = queue(&plan, opts.out_of_order);
+    for m in &queue {
+        prepare(db.name(), m, db.backend().dialect(), placeholders.as_ref())?;
     }
-    report.would_apply = plan
-        .pending
-        .iter()
-        .filter_map(|m| PendingMigration::of(m))
-        .collect();
+    report.would_apply = queue.iter().map(|m| PendingMigration::of(m)).collect();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::migrate::checksum::Checksum;
-    use crate::migrate::discover::{MigrationKind, MigrationName};
-
-    fn migration(sql: &str) -> Migration {
-        Migration {
-            name: MigrationName {
-                kind: MigrationKind::Versioned(Version::parse("1").unwrap()),
-                description: "t".into(),
-            },
-            script: "V1__t.sql".into(),
-            path: "V1__t.sql".into(),
-            raw: sql.as_bytes().to_vec(),
-            sql: sql.into(),
-            checksum: Checksum::of(sql.as_bytes()),
-        }
-    }
-
-    #[test]
-    fn statement_lines_point_at_the_first_token() {
-        let m = migration(
-            "-- header\nCREATE TABLE a (id int);\n\n/* note */\n  INSERT INTO a VALUES (1);\n-- trailing comment only\n",
-        );
-        let p = prepare("db", &m, Dialect::Sqlite).unwrap();
-        let lines: Vec<usize> = p.statements.iter().map(|s| s.line).collect();
-        assert_eq!(lines, [2, 5]);
-    }
-
-    #[test]
-    fn scripts_that_control_transactions_are_refused() {
-        for (sql, keyword, line) in [
-            ("BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;", "BEGIN", 1),
-            ("CREATE TABLE a (id int);\n\ncommit;", "COMMIT", 3),
-            (
-                "CREATE TABLE a (id int);\nSTART TRANSACTION;",
-                "START TRANSACTION",
-                2,
-            ),
-            ("CREATE TABLE a (id int);\nEND;", "END", 2),
-        ] {
-            let err = prepare("db", &migration(sql), Dialect::Postgres).unwrap_err();
-            match &err {
-                MigrateError::TransactionControl {
-                    keyword: k,
-                    line: l,
-                    ..
-                } => {
-                    assert_eq!((k.as_str(), *l), (keyword, line), "{sql}");
-                }
-                other => panic!("{sql}: {other}"),
-            }
-        }
-        let ok = "SAVEPOINT s;\nINSERT INTO a VALUES (1);\nROLLBACK TO SAVEPOINT s;\nRELEASE s;";
-        assert_eq!(
-            prepare("db", &migration(ok), Dialect::Postgres)
-                .unwrap()
-                .statements
-                .len(),
-            4
-        );
-        // A T-SQL BEGIN ... END block is not transaction control; BEGIN TRAN is.
-        assert!(transaction_control("BEGIN", Some("SELECT"), Dialect::SqlServer).is_none());
-        assert_eq!(
-            transaction_control("BEGIN", Some("TRAN"), Dialect::SqlServer).as_deref(),
-            Some("BEGIN TRAN")
-        );
-    }
-
-    #[test]
-    fn leading_words_skip_comments() {
-        assert_eq!(
-            leading_words("/* x */ -- y\n create table"),
-            (14, Some("CREATE".into()), Some("TABLE".into()))
-        );
-        assert_eq!(leading_words("-- only\n").1, None);
-        assert_eq!(leading_words("(SELECT 1)").1, Some(String::new()));
-    }
 }

@@ -19,9 +19,10 @@ pub const SQL_SUFFIX: &str = ".sql";
 pub enum MigrationKind {
     /// `V<version>__<description>.sql`: runs once, in version order.
     Versioned(Version),
-    /// `R__<description>.sql`: re-applied whenever its checksum changes (issue 3).
+    /// `R__<description>.sql`: (re-)applied whenever its checksum changes, after every
+    /// versioned migration. Identified by its description.
     Repeatable,
-    /// `U<version>__<description>.sql`: undoes version `<version>` (issue 3).
+    /// `U<version>__<description>.sql`: undoes version `<version>` (`flowhost migrate undo`).
     Undo(Version),
 }
 
@@ -157,6 +158,18 @@ impl fmt::Display for Migration {
 pub struct Discovered {
     /// Versioned migrations, in version order, versions unique.
     pub versioned: Vec<Migration>,
+    /// Repeatable migrations, ordered by description (the order they are applied in, as
+    /// Flyway does), descriptions unique.
+    pub repeatable: Vec<Migration>,
+    /// Undo migrations, in version order, versions unique.
+    pub undo: Vec<Migration>,
+}
+
+impl Discovered {
+    /// The undo migration for `version`, if there is one.
+    pub fn undo_for(&self, version: &Version) -> Option<&Migration> {
+        self.undo.iter().find(|m| m.version() == Some(version))
+    }
 }
 
 /// Reads every migration in `dir`. All problems with the files are reported together.
@@ -165,7 +178,7 @@ pub fn discover(dir: &Path) -> Result<Discovered, MigrateError> {
     collect_files(dir, dir, &mut files)?;
     files.sort();
     let mut problems = Vec::new();
-    let mut versioned = Vec::new();
+    let mut found = Discovered::default();
     for (script, path) in files {
         let file_name = path
             .file_name()
@@ -179,13 +192,6 @@ pub fn discover(dir: &Path) -> Result<Discovered, MigrateError> {
                 continue;
             }
         };
-        if !matches!(name.kind, MigrationKind::Versioned(_)) {
-            problems.push(FileProblem::NotSupportedYet {
-                file: path,
-                kind: name.kind.label(),
-            });
-            continue;
-        }
         let raw = match std::fs::read(&path) {
             Ok(raw) => raw,
             Err(e) => {
@@ -207,7 +213,12 @@ pub fn discover(dir: &Path) -> Result<Discovered, MigrateError> {
             }
         };
         let checksum = Checksum::of(&raw);
-        versioned.push(Migration {
+        let list = match name.kind {
+            MigrationKind::Versioned(_) => &mut found.versioned,
+            MigrationKind::Repeatable => &mut found.repeatable,
+            MigrationKind::Undo(_) => &mut found.undo,
+        };
+        list.push(Migration {
             name,
             script,
             path,
@@ -216,21 +227,37 @@ pub fn discover(dir: &Path) -> Result<Discovered, MigrateError> {
             checksum,
         });
     }
-    versioned.sort_by(|a, b| a.version().cmp(&b.version()).then(a.script.cmp(&b.script)));
-    for pair in versioned.windows(2) {
-        if pair[0].version() == pair[1].version() {
+    let by_version =
+        |a: &Migration, b: &Migration| a.version().cmp(&b.version()).then(a.script.cmp(&b.script));
+    found.versioned.sort_by(by_version);
+    found.undo.sort_by(by_version);
+    found.repeatable.sort_by(|a, b| {
+        a.description()
+            .cmp(b.description())
+            .then(a.script.cmp(&b.script))
+    });
+    for (list, what) in [(&found.versioned, "version"), (&found.undo, "undo version")] {
+        for pair in list.windows(2) {
+            if pair[0].version() == pair[1].version() {
+                problems.push(FileProblem::Duplicate {
+                    key: format!("{what} {}", pair[1].version().expect("has a version")),
+                    first: pair[0].path.clone(),
+                    second: pair[1].path.clone(),
+                });
+            }
+        }
+    }
+    for pair in found.repeatable.windows(2) {
+        if pair[0].description() == pair[1].description() {
             problems.push(FileProblem::Duplicate {
-                version: pair[1]
-                    .version()
-                    .cloned()
-                    .expect("versioned migrations have versions"),
+                key: format!("the repeatable description '{}'", pair[1].description()),
                 first: pair[0].path.clone(),
                 second: pair[1].path.clone(),
             });
         }
     }
     if problems.is_empty() {
-        Ok(Discovered { versioned })
+        Ok(found)
     } else {
         Err(MigrateError::InvalidFiles {
             dir: dir.to_owned(),
@@ -390,20 +417,23 @@ mod tests {
         write(dir.path(), "V1_x.sql", "");
         write(dir.path(), "v2__a.sql", "");
         write(dir.path(), "R__views.sql", "");
+        write(dir.path(), "sub/R__views.sql", "");
+        write(dir.path(), "U1__a.sql", "");
+        write(dir.path(), "U01__b.sql", "");
         let err = discover(dir.path()).unwrap_err();
         let MigrateError::InvalidFiles { problems, .. } = &err else {
             panic!("{err}");
         };
-        assert_eq!(problems.len(), 4, "{err}");
+        assert_eq!(problems.len(), 5, "{err}");
         let text = err.to_string();
         for needle in [
             "V1_x.sql",
             "v2__a.sql",
-            "R__views.sql",
-            "not supported yet (issue 3)",
             "V001__b.sql",
             "V1__a.sql",
-            "version 1",
+            "both have version 1",
+            "both have undo version 1",
+            "both have the repeatable description 'views'",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in: {text}");
         }
@@ -412,6 +442,30 @@ mod tests {
             FileProblem::Duplicate { first, second, .. }
                 if first.ends_with("V001__b.sql") && second.ends_with("V1__a.sql")
         )));
+    }
+
+    #[test]
+    fn sorts_each_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V2__b.sql", "select 2;");
+        write(dir.path(), "V1__a.sql", "select 1;");
+        write(dir.path(), "R__b_views.sql", "select 'r';");
+        write(dir.path(), "R__a_functions.sql", "select 'r';");
+        write(dir.path(), "U2__b.sql", "select -2;");
+        write(dir.path(), "U1__a.sql", "select -1;");
+        let found = discover(dir.path()).unwrap();
+        let scripts =
+            |list: &[Migration]| -> Vec<String> { list.iter().map(|m| m.script.clone()).collect() };
+        assert_eq!(scripts(&found.versioned), ["V1__a.sql", "V2__b.sql"]);
+        assert_eq!(
+            scripts(&found.repeatable),
+            ["R__a_functions.sql", "R__b_views.sql"]
+        );
+        assert_eq!(scripts(&found.undo), ["U1__a.sql", "U2__b.sql"]);
+        let two = Version::parse("002").unwrap();
+        assert_eq!(found.undo_for(&two).unwrap().script, "U2__b.sql");
+        assert!(found.undo_for(&Version::parse("3").unwrap()).is_none());
+        assert_eq!(found.repeatable[0].version(), None);
     }
 
     #[test]

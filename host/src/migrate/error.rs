@@ -39,7 +39,7 @@ pub enum MigrateError {
     #[error(
         "database {database}: {} pending but version {latest} is already applied, so {} would \
          run out of order; give the new {} a version above {latest} (rename it), or apply it \
-         with --out-of-order (coming in issue 3)",
+         with `flowhost migrate --out-of-order`",
         list(pending), if pending.len() == 1 { "it" } else { "they" },
         if pending.len() == 1 { "file" } else { "files" }
     )]
@@ -53,8 +53,8 @@ pub enum MigrateError {
     /// could not roll them back).
     #[error(
         "database {database}: the history table records {} as failed; check what {} left in the \
-         database and fix it by hand, then remove the failed {} from the history (`flowhost \
-         migrate repair`, coming in issue 3) before migrating again",
+         database and fix it by hand, then remove the failed {} from the history with \
+         `flowhost migrate repair` before migrating again",
         list(scripts), if scripts.len() == 1 { "it" } else { "they" },
         if scripts.len() == 1 { "entry" } else { "entries" }
     )]
@@ -82,6 +82,83 @@ pub enum MigrateError {
         line: usize,
         keyword: String,
     },
+    /// A file mixes statements that cannot run inside a transaction with ones that can.
+    #[error(
+        "migration {script} (database {database}) line {line}: `{what}` cannot run inside a \
+         transaction, but line {other_line} holds a statement that flowhost would run in one. \
+         Put the `{what}` statement in a migration file of its own (it then runs outside a \
+         transaction), or start this file with the comment `-- flowhost:no-transaction` to run \
+         every statement on its own (a failure then leaves the earlier statements applied; the \
+         next `flowhost migrate` resumes after them)"
+    )]
+    MixedTransactional {
+        database: String,
+        script: String,
+        line: usize,
+        what: &'static str,
+        other_line: usize,
+    },
+    /// A `${name}` placeholder with no configured value.
+    #[error(
+        "migration {script} (database {database}) line {line}: unknown placeholder ${{{name}}}; \
+         set FLOWHOST_PLACEHOLDER_{} (known: {known})", name.to_ascii_uppercase().replace([':', '.', '-'], "_")
+    )]
+    UnknownPlaceholder {
+        database: String,
+        script: String,
+        line: usize,
+        name: String,
+        known: String,
+    },
+    /// `undo` was asked for a version that has no `U` file.
+    #[error(
+        "database {database}: cannot undo version {version} ({script}): there is no \
+         U{version}__<description>.sql file for it; write one, or restore from a backup"
+    )]
+    NoUndoFile {
+        database: String,
+        version: Version,
+        script: String,
+    },
+    /// An undo file that cannot run inside a transaction.
+    #[error(
+        "undo migration {script} (database {database}) line {line}: `{what}` cannot run in a \
+         transaction; undo files always run in one, so undo that step by hand"
+    )]
+    UndoNotTransactional {
+        database: String,
+        script: String,
+        line: usize,
+        what: &'static str,
+    },
+    /// `baseline` on a database whose history already has rows.
+    #[error(
+        "database {database}: cannot baseline: the history table {table} already has {rows} \
+         row(s) (current version {}); baseline is for a database that has a schema but no \
+         history yet", current.as_ref().map_or_else(|| "none".to_owned(), |v| v.to_string())
+    )]
+    BaselineNotEmpty {
+        database: String,
+        table: String,
+        rows: usize,
+        current: Option<Version>,
+    },
+    /// A statement of a migration running outside a transaction failed: the statements before
+    /// it stay applied and are recorded.
+    #[error(
+        "migration {script} (database {database}) runs outside a transaction and failed at \
+         statement {} of {total} (line {statement_line}): {source}; statements 1 to {done} stay \
+         applied and are recorded in the history, so after fixing the failing statement \
+         `flowhost migrate` resumes at statement {}", done + 1, done + 1
+    )]
+    FailedPartway {
+        database: String,
+        script: String,
+        done: usize,
+        total: usize,
+        statement_line: usize,
+        source: Box<DbError>,
+    },
     /// Another migrator held the lock for longer than the configured wait.
     #[error(
         "database {database}: gave up after {} waiting for the migration lock, held by {}; \
@@ -103,7 +180,6 @@ pub enum MigrateError {
     Failed {
         database: String,
         script: String,
-        version: Version,
         statement_line: usize,
         /// The statement's first 80 characters, whitespace collapsed.
         statement_preview: String,
@@ -148,6 +224,7 @@ impl MigrateError {
     pub fn db_error(&self) -> Option<&DbError> {
         match self {
             MigrateError::Failed { source, .. }
+            | MigrateError::FailedPartway { source, .. }
             | MigrateError::Database { source, .. }
             | MigrateError::Db(source) => Some(source),
             _ => None,
@@ -163,13 +240,10 @@ pub enum FileProblem {
         reason: String,
     },
     Duplicate {
-        version: Version,
+        /// What they share: `version 1`, `the repeatable description 'views'`.
+        key: String,
         first: PathBuf,
         second: PathBuf,
-    },
-    NotSupportedYet {
-        file: PathBuf,
-        kind: &'static str,
     },
     Unreadable {
         file: PathBuf,
@@ -191,21 +265,11 @@ impl fmt::Display for FileProblem {
                     file.display()
                 )
             }
-            FileProblem::Duplicate {
-                version,
-                first,
-                second,
-            } => write!(
+            FileProblem::Duplicate { key, first, second } => write!(
                 f,
-                "{} and {} both have version {version}; give one of them a new version",
+                "{} and {} both have {key}; rename one of them",
                 first.display(),
                 second.display()
-            ),
-            FileProblem::NotSupportedYet { file, kind } => write!(
-                f,
-                "{}: {kind} files are not supported yet (issue 3); move it out of the \
-                 migrations folder for now",
-                file.display()
             ),
             FileProblem::Unreadable { file, message } => {
                 write!(f, "cannot read {}: {message}", file.display())
@@ -222,8 +286,11 @@ impl fmt::Display for FileProblem {
 /// An applied migration whose file no longer matches what ran.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ChecksumMismatch {
-    pub version: Version,
+    /// `None` for a repeatable migration.
+    pub version: Option<Version>,
     pub script: String,
+    /// The history row that recorded it.
+    pub installed_rank: i32,
     /// What the history recorded.
     pub recorded: Checksum,
     /// The file's checksum now, under the recorded algorithm.
@@ -232,10 +299,14 @@ pub struct ChecksumMismatch {
 
 impl fmt::Display for ChecksumMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let version = match &self.version {
+            Some(v) => format!("version {v}"),
+            None => "repeatable".to_owned(),
+        };
         write!(
             f,
-            "{} (version {}) changed after it was applied: recorded checksum {}, file now {}",
-            self.script, self.version, self.recorded, self.current
+            "{} ({version}) changed after it was applied: recorded checksum {}, file now {}",
+            self.script, self.recorded, self.current
         )
     }
 }
@@ -274,7 +345,7 @@ fn mismatch_message(database: &str, mismatches: &[ChecksumMismatch]) -> String {
     out.push_str(
         " Restore the applied content (for example from version control) and put new changes in a \
          new migration; if the edit is deliberate and harmless (comments, formatting), realign the \
-         recorded checksum with `flowhost migrate repair` (coming in issue 3).",
+         recorded checksum with `flowhost migrate repair` (see `--dry-run` first).",
     );
     out
 }
@@ -337,7 +408,6 @@ mod tests {
         let e = MigrateError::Failed {
             database: "rpa_db".into(),
             script: "V3__Add_index.sql".into(),
-            version: Version::parse("3").unwrap(),
             statement_line: 12,
             statement_preview: "CREATE INDEX i ON missing (x)".into(),
             source: Box::new(DbError::Query {

@@ -14,8 +14,17 @@ use crate::sql::Dialect;
 /// The history table's default name.
 pub const DEFAULT_HISTORY_TABLE: &str = "flowhost_schema_history";
 
-/// The `type` of rows flowhost writes for versioned SQL migrations (as Flyway).
+/// The `type` of rows for versioned and repeatable SQL migrations (as Flyway writes it;
+/// repeatable rows have no version).
 pub const TYPE_SQL: &str = "SQL";
+/// The `type` of the row `flowhost migrate baseline` writes (as Flyway).
+pub const TYPE_BASELINE: &str = "BASELINE";
+/// The `type` of rows recording an undo migration: the version it undid (as Flyway).
+pub const TYPE_UNDO: &str = "UNDO_SQL";
+
+/// The column a non-transactional migration records its progress in (statements completed);
+/// added to history tables made before it existed.
+const PROGRESS_COLUMN: &str = "statements_done";
 
 /// Runs `$body` with `$c` bound to the driver connection, whichever backend it is. The body is
 /// written once and type-checked per backend.
@@ -47,6 +56,30 @@ pub struct AppliedMigration {
     pub installed_on: NaiveDateTime,
     pub execution_time_ms: i32,
     pub success: bool,
+    /// For a migration run outside a transaction: how many of its statements completed.
+    /// A failed row with progress can be resumed after the next statement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statements_done: Option<i32>,
+}
+
+impl AppliedMigration {
+    /// A versioned or repeatable SQL migration (not a baseline or an undo).
+    pub fn is_sql(&self) -> bool {
+        self.kind == TYPE_SQL
+    }
+
+    pub fn is_baseline(&self) -> bool {
+        self.kind == TYPE_BASELINE
+    }
+
+    pub fn is_undo(&self) -> bool {
+        self.kind == TYPE_UNDO
+    }
+
+    /// A repeatable migration's row: SQL without a version.
+    pub fn is_repeatable(&self) -> bool {
+        self.is_sql() && self.version.is_none()
+    }
 }
 
 fn serialize_utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
@@ -120,7 +153,8 @@ impl HistoryTable {
                installed_by {short_text} NOT NULL,\n  \
                installed_on {timestamp} NOT NULL DEFAULT CURRENT_TIMESTAMP,\n  \
                execution_time_ms INTEGER NOT NULL,\n  \
-               success {boolean} NOT NULL\n)",
+               success {boolean} NOT NULL,\n  \
+               {PROGRESS_COLUMN} INTEGER\n)",
             table = self.quoted()
         )
     }
@@ -140,12 +174,73 @@ impl HistoryTable {
         }
     }
 
+    /// `*` so that tables made before the progress column existed still read (as no progress).
     pub fn select_sql(&self) -> String {
+        format!("SELECT * FROM {} ORDER BY installed_rank", self.quoted())
+    }
+
+    /// One parameter (the table name); a count, 1 when the progress column exists.
+    fn progress_column_sql(&self) -> String {
+        let p = self.param(1);
+        match self.dialect {
+            Dialect::Postgres => format!(
+                "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = to_regclass(quote_ident({p})) \
+                 AND attname = '{PROGRESS_COLUMN}' AND NOT attisdropped"
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT COUNT(*) FROM pragma_table_info({p}) WHERE name = '{PROGRESS_COLUMN}'"
+            ),
+            Dialect::SqlServer => format!(
+                "SELECT COUNT(*) FROM sys.columns WHERE object_id = OBJECT_ID({p}) \
+                 AND name = '{PROGRESS_COLUMN}'"
+            ),
+        }
+    }
+
+    fn add_progress_column_sql(&self) -> String {
+        let add = match self.dialect {
+            Dialect::SqlServer => "ADD",
+            _ => "ADD COLUMN",
+        };
         format!(
-            "SELECT installed_rank, version, description, type, script, checksum, \
-             checksum_algorithm, installed_by, installed_on, execution_time_ms, success \
-             FROM {} ORDER BY installed_rank",
+            "ALTER TABLE {} {add} {PROGRESS_COLUMN} INTEGER",
             self.quoted()
+        )
+    }
+
+    /// Parameters: statements done, execution time, success, checksum, algorithm, rank.
+    pub fn update_progress_sql(&self) -> String {
+        let p: Vec<String> = (1..=6).map(|n| self.param(n)).collect();
+        format!(
+            "UPDATE {} SET {PROGRESS_COLUMN} = {}, execution_time_ms = {}, success = {}, \
+             checksum = {}, checksum_algorithm = {} WHERE installed_rank = {}",
+            self.quoted(),
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            p[5]
+        )
+    }
+
+    /// Parameters: checksum, algorithm, rank.
+    pub fn realign_sql(&self) -> String {
+        format!(
+            "UPDATE {} SET checksum = {}, checksum_algorithm = {} WHERE installed_rank = {}",
+            self.quoted(),
+            self.param(1),
+            self.param(2),
+            self.param(3)
+        )
+    }
+
+    /// Parameter: rank.
+    pub fn delete_sql(&self) -> String {
+        format!(
+            "DELETE FROM {} WHERE installed_rank = {}",
+            self.quoted(),
+            self.param(1)
         )
     }
 
@@ -157,11 +252,11 @@ impl HistoryTable {
     }
 
     pub fn insert_sql(&self) -> String {
-        let params: Vec<String> = (1..=11).map(|n| self.param(n)).collect();
+        let params: Vec<String> = (1..=12).map(|n| self.param(n)).collect();
         format!(
             "INSERT INTO {} (installed_rank, version, description, type, script, checksum, \
-             checksum_algorithm, installed_by, installed_on, execution_time_ms, success) \
-             VALUES ({})",
+             checksum_algorithm, installed_by, installed_on, execution_time_ms, success, \
+             {PROGRESS_COLUMN}) VALUES ({})",
             self.quoted(),
             params.join(", ")
         )
@@ -180,6 +275,91 @@ impl HistoryTable {
     /// Creates the table when it is missing.
     pub async fn create(&self, conn: &mut Conn, db: &Database) -> Result<(), DbError> {
         conn.run_raw(db, &self.create_sql()).await
+    }
+
+    /// Makes sure the table exists with every column this version writes: creates it, or adds
+    /// the progress column to a table made by an earlier flowhost. Call holding the lock.
+    pub async fn ensure(&self, conn: &mut Conn, db: &Database) -> Result<(), MigrateError> {
+        let context =
+            |e| MigrateError::database(format!("create the history table {}", self.name), e);
+        // Checked first so PostgreSQL does not log an "already exists" notice on every run;
+        // the CREATE still says IF NOT EXISTS for a SQLite migrator racing this one.
+        if !self.exists(conn, db).await? {
+            return self.create(conn, db).await.map_err(context);
+        }
+        let sql = sqlx::AssertSqlSafe(self.progress_column_sql());
+        let name = self.name.clone();
+        let count: i64 =
+            with_conn!(conn, c => sqlx::query_scalar(sql).bind(name).fetch_one(&mut **c).await)
+                .map_err(|e| db.error(e))?;
+        if count == 0 {
+            tracing::info!(database = %db.name(), table = %self.name, "adding the {PROGRESS_COLUMN} column to the history table");
+            conn.run_raw(db, &self.add_progress_column_sql())
+                .await
+                .map_err(|e| {
+                    MigrateError::database(
+                        format!(
+                            "add column {PROGRESS_COLUMN} to the history table {}",
+                            self.name
+                        ),
+                        e,
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Records a non-transactional migration's progress (and, when done, its success).
+    pub async fn update_progress(
+        &self,
+        conn: &mut Conn,
+        db: &Database,
+        row: &AppliedMigration,
+    ) -> Result<(), DbError> {
+        let sql = sqlx::AssertSqlSafe(self.update_progress_sql());
+        let (checksum, algorithm) = checksum_columns(&row.checksum);
+        with_conn!(conn, c => sqlx::query(sql)
+            .bind(row.statements_done)
+            .bind(row.execution_time_ms)
+            .bind(row.success)
+            .bind(checksum)
+            .bind(algorithm)
+            .bind(row.installed_rank)
+            .execute(&mut **c)
+            .await
+            .map(|_| ()))
+        .map_err(|e| db.error(e))
+    }
+
+    /// Sets a row's checksum (repair).
+    pub async fn realign(
+        &self,
+        conn: &mut Conn,
+        db: &Database,
+        rank: i32,
+        checksum: &Checksum,
+    ) -> Result<(), DbError> {
+        let sql = sqlx::AssertSqlSafe(self.realign_sql());
+        let (value, algorithm) = checksum_columns(&Some(checksum.clone()));
+        with_conn!(conn, c => sqlx::query(sql)
+            .bind(value)
+            .bind(algorithm)
+            .bind(rank)
+            .execute(&mut **c)
+            .await
+            .map(|_| ()))
+        .map_err(|e| db.error(e))
+    }
+
+    /// Removes a row (repair of failed entries).
+    pub async fn delete(&self, conn: &mut Conn, db: &Database, rank: i32) -> Result<(), DbError> {
+        let sql = sqlx::AssertSqlSafe(self.delete_sql());
+        with_conn!(conn, c => sqlx::query(sql)
+            .bind(rank)
+            .execute(&mut **c)
+            .await
+            .map(|_| ()))
+        .map_err(|e| db.error(e))
     }
 
     /// The highest installed rank (0 for an empty table): cheap to read inside each migration's
@@ -204,17 +384,19 @@ impl HistoryTable {
                 rows.iter()
                     .map(|r| {
                         Ok(RawRow {
-                            installed_rank: r.try_get(0)?,
-                            version: r.try_get(1)?,
-                            description: r.try_get(2)?,
-                            kind: r.try_get(3)?,
-                            script: r.try_get(4)?,
-                            checksum: r.try_get(5)?,
-                            checksum_algorithm: r.try_get(6)?,
-                            installed_by: r.try_get(7)?,
-                            installed_on: r.try_get(8)?,
-                            execution_time_ms: r.try_get(9)?,
-                            success: r.try_get(10)?,
+                            installed_rank: r.try_get("installed_rank")?,
+                            version: r.try_get("version")?,
+                            description: r.try_get("description")?,
+                            kind: r.try_get("type")?,
+                            script: r.try_get("script")?,
+                            checksum: r.try_get("checksum")?,
+                            checksum_algorithm: r.try_get("checksum_algorithm")?,
+                            installed_by: r.try_get("installed_by")?,
+                            installed_on: r.try_get("installed_on")?,
+                            execution_time_ms: r.try_get("execution_time_ms")?,
+                            success: r.try_get("success")?,
+                            // Absent in tables made before the column existed.
+                            statements_done: r.try_get(PROGRESS_COLUMN).unwrap_or(None),
                         })
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -242,10 +424,7 @@ impl HistoryTable {
     ) -> Result<(), DbError> {
         let sql = sqlx::AssertSqlSafe(self.insert_sql());
         let version = row.version.as_ref().map(|v| v.to_string());
-        let (checksum, algorithm) = match &row.checksum {
-            Some(c) => (Some(c.value.clone()), Some(c.algorithm.as_str().to_owned())),
-            None => (None, None),
-        };
+        let (checksum, algorithm) = checksum_columns(&row.checksum);
         with_conn!(conn, c => sqlx::query(sql)
             .bind(row.installed_rank)
             .bind(version)
@@ -258,10 +437,19 @@ impl HistoryTable {
             .bind(row.installed_on)
             .bind(row.execution_time_ms)
             .bind(row.success)
+            .bind(row.statements_done)
             .execute(&mut **c)
             .await
             .map(|_| ()))
         .map_err(|e| db.error(e))
+    }
+}
+
+/// The checksum and checksum_algorithm column values.
+fn checksum_columns(checksum: &Option<Checksum>) -> (Option<String>, Option<String>) {
+    match checksum {
+        Some(c) => (Some(c.value.clone()), Some(c.algorithm.as_str().to_owned())),
+        None => (None, None),
     }
 }
 
@@ -278,6 +466,7 @@ struct RawRow {
     installed_on: NaiveDateTime,
     execution_time_ms: i32,
     success: bool,
+    statements_done: Option<i32>,
 }
 
 impl RawRow {
@@ -324,6 +513,7 @@ impl RawRow {
             installed_on: self.installed_on,
             execution_time_ms: self.execution_time_ms,
             success: self.success,
+            statements_done: self.statements_done,
         })
     }
 }
@@ -361,7 +551,7 @@ mod tests {
         let pg = HistoryTable::new("h", Dialect::Postgres).unwrap();
         assert!(
             pg.insert_sql()
-                .ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                .ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
         );
         assert!(
             pg.select_sql()
@@ -374,11 +564,11 @@ mod tests {
         let lite = HistoryTable::new("h", Dialect::Sqlite).unwrap();
         assert!(
             lite.insert_sql()
-                .ends_with("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+                .ends_with("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")
         );
         assert!(lite.exists_sql().contains("sqlite_master"));
         let ms = HistoryTable::new("h", Dialect::SqlServer).unwrap();
-        assert!(ms.insert_sql().contains("[h]") && ms.insert_sql().contains("@P11"));
+        assert!(ms.insert_sql().contains("[h]") && ms.insert_sql().contains("@P12"));
         assert!(ms.create_sql().contains("BIT NOT NULL"));
     }
 
@@ -395,6 +585,7 @@ mod tests {
             installed_on: chrono::DateTime::UNIX_EPOCH.naive_utc(),
             execution_time_ms: 3,
             success: true,
+            statements_done: None,
         }
     }
 

@@ -5,10 +5,14 @@
 //! bounded by a timeout that names the holder. SQLite needs no lock here: each migration runs
 //! under `BEGIN IMMEDIATE` and re-reads the history inside it (see `apply`).
 //!
-//! The connection lives in a [`MigrationConn`] guard. Released normally, it unlocks and goes
-//! back to the pool (or is closed if migrations ran on it, since a script may have changed
-//! session state). Dropped without release — an error path that forgot, a panic, a cancelled
-//! future — it is closed rather than pooled, and closing the session releases the lock.
+//! On PostgreSQL the connection is a dedicated one, outside the shared pool (see
+//! [`Database::dedicated`]), named `flowhost-migrate` in `pg_stat_activity`; it is closed when
+//! migrating ends, which releases the lock even if the unlock failed. SQLite uses a pooled
+//! connection.
+//!
+//! The connection lives in a [`MigrationConn`] guard. Dropped without release — an error path
+//! that forgot, a panic, a cancelled future — it is closed rather than pooled, and closing the
+//! session releases the lock.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +20,10 @@ use sha2::{Digest, Sha256};
 
 use super::error::MigrateError;
 use super::history::{HistoryTable, with_conn};
-use crate::db::{Conn, Database};
+use crate::db::{Conn, Database, Pool};
+
+/// How migration connections name themselves to PostgreSQL (`pg_stat_activity`).
+pub const APPLICATION_NAME: &str = "flowhost-migrate";
 
 /// How often a waiting migrator asks for the lock again.
 const POLL: Duration = Duration::from_millis(100);
@@ -25,6 +32,8 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct MigrationConn {
     conn: Option<Conn>,
+    /// The private pool of a dedicated connection (PostgreSQL), closed at release.
+    private: Option<Pool>,
     /// The advisory lock key held on this connection (PostgreSQL).
     pg_key: Option<i64>,
     /// Migration SQL ran on this connection: its session state is unknown.
@@ -40,9 +49,10 @@ impl MigrationConn {
         table: &HistoryTable,
         timeout: Duration,
     ) -> Result<MigrationConn, MigrateError> {
-        let conn = db.acquire().await?;
+        let (conn, private) = db.dedicated(APPLICATION_NAME).await?;
         let mut this = MigrationConn {
             conn: Some(conn),
+            private,
             pg_key: None,
             dirty: false,
             broken: false,
@@ -164,8 +174,11 @@ impl MigrationConn {
                 }
             }
         }
-        if !clean {
+        if !clean || self.private.is_some() {
             conn.discard().await;
+        }
+        if let Some(Pool::Postgres(private)) = self.private.take() {
+            private.close().await;
         }
     }
 }

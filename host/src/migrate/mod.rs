@@ -11,11 +11,9 @@
 //!   serialises migrators (PostgreSQL advisory lock; SQLite `BEGIN IMMEDIATE` per migration);
 //! - [`migrate`] and [`status`] put them together for the CLI, `flowhost run` and `health`.
 //!
-//! This is the first cut (issue 2). Repeatable (`R__`) and undo (`U`) files are recognised and
-//! refused as not supported yet; baseline, repair, out-of-order, placeholders and imports of
-//! Pyway/Flyway histories come with issue 3 and slot in as: more [`MigrationKind`]s in
-//! [`Discovered`], more [`ChecksumAlgorithm`]s verified by the planner, options on
-//! [`MigrateOptions`], and commands beside [`migrate`] that share the lock and the history table.
+//! - [`prepare`](prepare::prepare) turns a file into statements (placeholders replaced) and
+//!   decides whether it runs in a transaction;
+//! - [`baseline`], [`repair`] and [`undo`] (in `maintain`) share the lock and history table.
 
 mod apply;
 mod checksum;
@@ -23,7 +21,11 @@ mod discover;
 mod error;
 mod history;
 mod lock;
+mod maintain;
+mod nontx;
+mod placeholders;
 mod plan;
+mod prepare;
 mod report;
 mod scaffold;
 mod version;
@@ -39,10 +41,16 @@ pub use discover::{
     Discovered, Migration, MigrationKind, MigrationName, discover, parse_file_name,
 };
 pub use error::{ChecksumMismatch, FileProblem, MigrateError};
-pub use history::{AppliedMigration, DEFAULT_HISTORY_TABLE, HistoryTable};
+pub use history::{
+    AppliedMigration, DEFAULT_HISTORY_TABLE, HistoryTable, TYPE_BASELINE, TYPE_SQL, TYPE_UNDO,
+};
 pub use lock::MigrationConn;
+pub use maintain::{BaselineReport, RepairAction, RepairReport, baseline, repair, undo};
+pub use nontx::non_transactional;
+pub use placeholders::Placeholders;
 pub use plan::{Plan, plan};
-pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration, table};
+pub use prepare::{NO_TRANSACTION_HEADER, has_no_transaction_header};
+pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration, StepKind, table};
 pub use scaffold::new_migration;
 pub use version::{Version, VersionError};
 
@@ -61,6 +69,10 @@ pub struct MigrateOptions {
     pub target: Option<Version>,
     /// Plan only: read the history, execute nothing, report what would run.
     pub dry_run: bool,
+    /// Also apply pending files whose versions are below the current version.
+    pub out_of_order: bool,
+    /// `${name}` values; `None` leaves files as written (placeholders off).
+    pub placeholders: Option<Placeholders>,
 }
 
 impl Default for MigrateOptions {
@@ -71,6 +83,8 @@ impl Default for MigrateOptions {
             lock_timeout: Duration::from_secs(60),
             target: None,
             dry_run: false,
+            out_of_order: false,
+            placeholders: None,
         }
     }
 }
@@ -79,6 +93,15 @@ impl MigrateOptions {
     /// The defaults, recording the OS user as `installed_by` (what the CLI and runs use).
     pub fn for_current_user() -> Self {
         MigrateOptions::default()
+    }
+
+    /// The placeholders for one database with the built-ins filled in, if placeholders are on.
+    pub fn placeholders_for(&self, database: &str, table: &str) -> Option<Placeholders> {
+        self.placeholders.as_ref().map(|p| {
+            p.with("flowhost:database", database)
+                .with("flowhost:table", table)
+                .with("flowhost:user", &self.installed_by)
+        })
     }
 }
 
@@ -138,16 +161,11 @@ pub async fn status(
         Vec::new()
     };
     drop(conn);
-    let p = plan(
-        files.as_ref().map(|f| f.versioned.as_slice()),
-        &history,
-        None,
-    );
-    let pending = |list: &[&Migration]| {
-        list.iter()
-            .filter_map(|m| PendingMigration::of(m))
-            .collect()
-    };
+    let p = plan(files.as_ref(), &history, None);
+    let pending = |list: &[&Migration]| list.iter().map(|m| PendingMigration::of(m)).collect();
+    let owned = |list: &[&AppliedMigration]| list.iter().map(|r| (*r).clone()).collect();
+    let mut pending_now: Vec<PendingMigration> = pending(&p.pending);
+    pending_now.extend(p.repeatable_pending.iter().map(|m| PendingMigration::of(m)));
     Ok(MigrationStatus {
         database: db.name().to_owned(),
         history_table: table.name().to_owned(),
@@ -155,11 +173,15 @@ pub async fn status(
         files_checked: files.is_some(),
         current_version: p.current.clone(),
         applied_count: p.applied.len(),
-        applied: p.applied.iter().map(|r| (*r).clone()).collect(),
-        pending: pending(&p.pending),
+        baseline: p.baseline.cloned(),
+        applied: owned(&p.applied),
+        repeatable_applied: owned(&p.repeatable_applied),
+        pending: pending_now,
         out_of_order: pending(&p.out_of_order),
+        below_baseline: pending(&p.below_baseline),
         checksum_mismatches: p.mismatches.clone(),
-        missing_on_disk: p.missing.iter().map(|r| (*r).clone()).collect(),
-        failed: p.failed.iter().map(|r| (*r).clone()).collect(),
+        missing_on_disk: owned(&p.missing),
+        failed: owned(&p.failed),
+        resumable: owned(&p.resumable),
     })
 }

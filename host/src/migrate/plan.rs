@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::discover::Migration;
+use super::discover::{Discovered, Migration};
 use super::error::ChecksumMismatch;
 use super::history::AppliedMigration;
 use super::version::Version;
@@ -11,71 +11,135 @@ use super::version::Version;
 /// The files set against the history of one database.
 #[derive(Debug, Default)]
 pub struct Plan<'f, 'h> {
-    /// The highest successfully applied version.
+    /// The highest successfully applied version (or the baseline, if higher).
     pub current: Option<Version>,
-    /// Successful versioned rows, one per version (the latest), in version order.
+    /// The latest baseline row, if the history has one.
+    pub baseline: Option<&'h AppliedMigration>,
+    /// Versioned rows in effect (applied and not undone), one per version, in version order.
     pub applied: Vec<&'h AppliedMigration>,
-    /// What would run now, in version order (at or below the target).
+    /// Versioned files that would run now, in version order (at or below the target).
     pub pending: Vec<&'f Migration>,
-    /// Pending files above the target version.
+    /// Pending versioned files above the target version.
     pub above_target: Vec<&'f Migration>,
-    /// Unapplied files with versions lower than `current`.
+    /// Unapplied versioned files with versions lower than `current` (but above the baseline).
     pub out_of_order: Vec<&'f Migration>,
-    /// Applied files whose content changed.
+    /// Unapplied versioned files at or below the baseline: never run.
+    pub below_baseline: Vec<&'f Migration>,
+    /// Repeatable files that are new or changed since they last ran, in the order they run.
+    pub repeatable_pending: Vec<&'f Migration>,
+    /// The latest successful row of each repeatable migration, by description.
+    pub repeatable_applied: Vec<&'h AppliedMigration>,
+    /// Applied versioned files whose content changed.
     pub mismatches: Vec<ChecksumMismatch>,
     /// Applied versions with no file on disk (only when files were given).
     pub missing: Vec<&'h AppliedMigration>,
-    /// Failed rows for versions that never succeeded.
+    /// Failed rows not followed by a success of the same migration, except resumable ones.
     pub failed: Vec<&'h AppliedMigration>,
+    /// Failed rows of non-transactional migrations that recorded progress: the next run resumes
+    /// them after their last completed statement.
+    pub resumable: Vec<&'h AppliedMigration>,
 }
 
-/// Plans `files` (in version order, as discovered) against `history`. With `files` = `None`
-/// only the history side is filled in.
+impl Plan<'_, '_> {
+    /// The resumable row for `version`, if its last run stopped part-way.
+    pub fn resume_point(&self, version: &Version) -> Option<&AppliedMigration> {
+        self.resumable
+            .iter()
+            .copied()
+            .find(|r| r.version.as_ref() == Some(version))
+    }
+}
+
+/// What identifies a migration across history rows: its version, or a repeatable's description.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Identity<'h> {
+    Version(&'h Version),
+    Repeatable(&'h str),
+}
+
+fn identity(row: &AppliedMigration) -> Identity<'_> {
+    match &row.version {
+        Some(v) => Identity::Version(v),
+        None => Identity::Repeatable(&row.description),
+    }
+}
+
+/// Plans `files` against `history`. With `files` = `None` only the history side is filled in.
+///
+/// History rows are read in installed-rank order: a successful `SQL` row applies its version,
+/// an `UNDO_SQL` row takes it back, a `BASELINE` row marks everything at or below its version as
+/// already in the database, and a versionless `SQL` row records a repeatable migration's latest
+/// checksum. Linear in files + rows.
 pub fn plan<'f, 'h>(
-    files: Option<&'f [Migration]>,
+    files: Option<&'f Discovered>,
     history: &'h [AppliedMigration],
     target: Option<&Version>,
 ) -> Plan<'f, 'h> {
+    let mut rows: Vec<&'h AppliedMigration> = history.iter().collect();
+    rows.sort_by_key(|r| r.installed_rank);
+
     let mut applied: HashMap<&'h Version, &'h AppliedMigration> = HashMap::new();
-    for row in history.iter().filter(|r| r.success) {
-        if let Some(v) = &row.version {
-            let keep = applied
-                .get(v)
-                .is_none_or(|seen| seen.installed_rank < row.installed_rank);
-            if keep {
+    let mut repeatables: HashMap<&'h str, &'h AppliedMigration> = HashMap::new();
+    let mut baseline: Option<&'h AppliedMigration> = None;
+    // The rank of the latest success of each migration, to tell stale failures from open ones.
+    let mut last_success: HashMap<Identity<'h>, i32> = HashMap::new();
+    for &row in rows.iter().filter(|r| r.success) {
+        last_success.insert(identity(row), row.installed_rank);
+        match (&row.version, row.kind.as_str()) {
+            (Some(v), _) if row.is_sql() => {
                 applied.insert(v, row);
             }
+            (Some(v), _) if row.is_undo() => {
+                applied.remove(v);
+            }
+            (Some(_), _) if row.is_baseline() => baseline = Some(row),
+            (None, _) if row.is_sql() => {
+                repeatables.insert(&row.description, row);
+            }
+            // Rows other tools write (Flyway's SCHEMA, DELETE) change nothing here.
+            _ => {}
         }
     }
+    let baseline_version = baseline.and_then(|b| b.version.as_ref());
     let mut plan = Plan {
-        current: applied.keys().max().map(|v| (*v).clone()),
+        current: applied
+            .keys()
+            .copied()
+            .chain(baseline_version)
+            .max()
+            .cloned(),
+        baseline,
         ..Plan::default()
     };
-    plan.failed = history
-        .iter()
-        .filter(|r| !r.success && r.version.as_ref().is_none_or(|v| !applied.contains_key(v)))
-        .collect();
+    for &row in rows.iter().filter(|r| !r.success) {
+        let superseded = last_success
+            .get(&identity(row))
+            .is_some_and(|&rank| rank > row.installed_rank);
+        if superseded {
+            continue;
+        }
+        if row.statements_done.is_some() && row.version.is_some() && row.is_sql() {
+            plan.resumable.push(row);
+        } else {
+            plan.failed.push(row);
+        }
+    }
 
     if let Some(files) = files {
-        let mut on_disk: HashMap<&Version, ()> = HashMap::with_capacity(files.len());
-        for file in files {
+        let mut on_disk: HashMap<&Version, ()> = HashMap::with_capacity(files.versioned.len());
+        for file in &files.versioned {
             let Some(version) = file.version() else {
                 continue;
             };
             on_disk.insert(version, ());
             match applied.get(version) {
                 Some(row) => {
-                    if let Some(recorded) = &row.checksum {
-                        let current = file.checksum_with(recorded.algorithm);
-                        if !current.matches(recorded) {
-                            plan.mismatches.push(ChecksumMismatch {
-                                version: version.clone(),
-                                script: file.script.clone(),
-                                recorded: recorded.clone(),
-                                current,
-                            });
-                        }
+                    if let Some(mismatch) = mismatch(file, row) {
+                        plan.mismatches.push(mismatch);
                     }
+                }
+                None if baseline_version.is_some_and(|b| version <= b) => {
+                    plan.below_baseline.push(file);
                 }
                 None if plan.current.as_ref().is_some_and(|c| version < c) => {
                     plan.out_of_order.push(file);
@@ -84,16 +148,49 @@ pub fn plan<'f, 'h>(
                 None => plan.pending.push(file),
             }
         }
+        for file in &files.repeatable {
+            let changed = repeatables
+                .get(file.description())
+                .is_none_or(|row| mismatch(file, row).is_some());
+            if changed {
+                plan.repeatable_pending.push(file);
+            }
+        }
         plan.missing = applied
             .iter()
             .filter(|(v, _)| !on_disk.contains_key(*v))
             .map(|(_, row)| *row)
             .collect();
         plan.missing.sort_by(|a, b| a.version.cmp(&b.version));
+        // A resumable row whose file is gone cannot be resumed: it is a plain failure.
+        let (keep, gone): (Vec<_>, Vec<_>) = plan
+            .resumable
+            .into_iter()
+            .partition(|r| r.version.as_ref().is_some_and(|v| on_disk.contains_key(v)));
+        plan.resumable = keep;
+        plan.failed.extend(gone);
+        plan.failed.sort_by_key(|r| r.installed_rank);
     }
     plan.applied = applied.into_values().collect();
     plan.applied.sort_by(|a, b| a.version.cmp(&b.version));
+    plan.repeatable_applied = repeatables.into_values().collect();
+    plan.repeatable_applied
+        .sort_by(|a, b| a.description.cmp(&b.description));
     plan
+}
+
+/// The mismatch between a file and the row that recorded it, if its content changed. Checked
+/// with the row's own algorithm, so rows imported from other tools verify as they were written.
+fn mismatch(file: &Migration, row: &AppliedMigration) -> Option<ChecksumMismatch> {
+    let recorded = row.checksum.as_ref()?;
+    let current = file.checksum_with(recorded.algorithm);
+    (!current.matches(recorded)).then(|| ChecksumMismatch {
+        version: file.version().cloned(),
+        script: file.script.clone(),
+        installed_rank: row.installed_rank,
+        recorded: recorded.clone(),
+        current,
+    })
 }
 
 #[cfg(test)]
@@ -129,6 +226,14 @@ mod tests {
             installed_on: chrono::DateTime::UNIX_EPOCH.naive_utc(),
             execution_time_ms: 1,
             success,
+            statements_done: None,
+        }
+    }
+
+    fn disc(versioned: Vec<Migration>) -> Discovered {
+        Discovered {
+            versioned,
+            ..Discovered::default()
         }
     }
 
@@ -140,7 +245,7 @@ mod tests {
 
     #[test]
     fn empty_history_makes_everything_pending_in_order() {
-        let files = vec![file("1", "a"), file("2", "b"), file("10", "c")];
+        let files = disc(vec![file("1", "a"), file("2", "b"), file("10", "c")]);
         let p = plan(Some(&files), &[], None);
         assert_eq!(versions(&p.pending), ["1", "2", "10"]);
         assert!(p.current.is_none());
@@ -149,7 +254,7 @@ mod tests {
 
     #[test]
     fn applied_files_are_not_pending_and_versions_match_numerically() {
-        let files = vec![file("001", "a"), file("2", "b"), file("3", "c")];
+        let files = disc(vec![file("001", "a"), file("2", "b"), file("3", "c")]);
         let history = vec![row(1, "1", "a", true), row(2, "2.0", "b", true)];
         let p = plan(Some(&files), &history, None);
         assert_eq!(versions(&p.pending), ["3"]);
@@ -159,7 +264,7 @@ mod tests {
 
     #[test]
     fn changed_applied_file_is_a_mismatch_with_both_checksums() {
-        let files = vec![file("1", "changed"), file("2", "b")];
+        let files = disc(vec![file("1", "changed"), file("2", "b")]);
         let history = vec![row(1, "1", "original", true)];
         let p = plan(Some(&files), &history, None);
         assert_eq!(p.mismatches.len(), 1);
@@ -172,12 +277,12 @@ mod tests {
 
     #[test]
     fn lower_unapplied_version_is_out_of_order() {
-        let files = vec![
+        let files = disc(vec![
             file("1", "a"),
             file("2", "b"),
             file("3", "c"),
             file("4", "d"),
-        ];
+        ]);
         let history = vec![row(1, "1", "a", true), row(2, "3", "c", true)];
         let p = plan(Some(&files), &history, None);
         assert_eq!(versions(&p.out_of_order), ["2"]);
@@ -186,7 +291,7 @@ mod tests {
 
     #[test]
     fn applied_version_without_file_is_missing() {
-        let files = vec![file("2", "b")];
+        let files = disc(vec![file("2", "b")]);
         let history = vec![row(1, "1", "a", true), row(2, "2", "b", true)];
         let p = plan(Some(&files), &history, None);
         assert_eq!(p.missing.len(), 1);
@@ -199,12 +304,12 @@ mod tests {
 
     #[test]
     fn target_splits_pending() {
-        let files = vec![
+        let files = disc(vec![
             file("1", "a"),
             file("1.5", "x"),
             file("2", "b"),
             file("10", "c"),
-        ];
+        ]);
         let target = Version::parse("2").unwrap();
         let p = plan(Some(&files), &[], Some(&target));
         assert_eq!(versions(&p.pending), ["1", "1.5", "2"]);
@@ -213,7 +318,7 @@ mod tests {
 
     #[test]
     fn failed_rows_count_only_until_the_version_succeeds() {
-        let files = vec![file("1", "a"), file("2", "b")];
+        let files = disc(vec![file("1", "a"), file("2", "b")]);
         let history = vec![
             row(1, "1", "a", false),
             row(2, "1", "a", true),
@@ -228,7 +333,7 @@ mod tests {
 
     #[test]
     fn ten_thousand_applied_files_plan_to_nothing() {
-        let files: Vec<Migration> = (1..=10_000).map(|i| file(&i.to_string(), "x")).collect();
+        let files = disc((1..=10_000).map(|i| file(&i.to_string(), "x")).collect());
         let history: Vec<AppliedMigration> = (1..=10_000)
             .map(|i| row(i, &i.to_string(), "x", true))
             .collect();

@@ -6,39 +6,81 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use super::checksum::Checksum;
-use super::discover::Migration;
+use super::discover::{Migration, MigrationKind};
 use super::error::ChecksumMismatch;
 use super::history::AppliedMigration;
 use super::version::Version;
 
+/// What kind of migration a step or a pending file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    Versioned,
+    Repeatable,
+    Undo,
+}
+
+impl StepKind {
+    pub fn of(m: &Migration) -> StepKind {
+        match m.name.kind {
+            MigrationKind::Versioned(_) => StepKind::Versioned,
+            MigrationKind::Repeatable => StepKind::Repeatable,
+            MigrationKind::Undo(_) => StepKind::Undo,
+        }
+    }
+
+    /// The version column of a table: `3`, `undo 3`, or `repeatable`.
+    pub fn label(self, version: Option<&Version>) -> String {
+        match (self, version) {
+            (StepKind::Undo, Some(v)) => format!("undo {v}"),
+            (_, Some(v)) => v.to_string(),
+            (_, None) => "repeatable".to_owned(),
+        }
+    }
+}
+
 /// A migration that has not run.
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingMigration {
-    pub version: Version,
+    pub kind: StepKind,
+    /// `None` for repeatable migrations.
+    pub version: Option<Version>,
     pub description: String,
     pub script: String,
     pub checksum: Checksum,
 }
 
 impl PendingMigration {
-    pub fn of(m: &Migration) -> Option<PendingMigration> {
-        Some(PendingMigration {
-            version: m.version()?.clone(),
+    pub fn of(m: &Migration) -> PendingMigration {
+        PendingMigration {
+            kind: StepKind::of(m),
+            version: m.version().cloned(),
             description: m.description().to_owned(),
             script: m.script.clone(),
             checksum: m.checksum.clone(),
-        })
+        }
+    }
+
+    fn label(&self) -> String {
+        self.kind.label(self.version.as_ref())
     }
 }
 
-/// A migration applied by this run.
+/// A migration applied (or undone) by this run.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppliedStep {
-    pub version: Version,
+    pub kind: StepKind,
+    /// `None` for repeatable migrations; for undo steps, the version undone.
+    pub version: Option<Version>,
     pub description: String,
     pub script: String,
     pub installed_rank: i32,
     pub statements: usize,
+    /// Ran in one transaction (`false`: statement by statement).
+    pub transactional: bool,
+    /// Resumed after this many statements completed in an earlier, failed run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<usize>,
     pub execution_time_ms: u64,
 }
 
@@ -130,13 +172,7 @@ impl MigrateReport {
                 let rows = self
                     .would_apply
                     .iter()
-                    .map(|p| {
-                        vec![
-                            p.version.to_string(),
-                            p.description.clone(),
-                            p.script.clone(),
-                        ]
-                    })
+                    .map(|p| vec![p.label(), p.description.clone(), p.script.clone()])
                     .collect();
                 write!(f, "{}", table(&["version", "description", "script"], rows))?;
             }
@@ -147,9 +183,11 @@ impl MigrateReport {
                 version_text(&self.version_after)
             )?;
         } else {
+            let undo = self.applied.iter().all(|s| s.kind == StepKind::Undo);
             writeln!(
                 f,
-                "{db}: applied {} in {} ms, now at version {}",
+                "{db}: {} {} in {} ms, now at version {}",
+                if undo { "undid" } else { "applied" },
                 plural(self.applied.len(), "migration"),
                 self.elapsed_ms,
                 version_text(&self.version_after)
@@ -158,10 +196,16 @@ impl MigrateReport {
                 .applied
                 .iter()
                 .map(|s| {
+                    let mut script = s.script.clone();
+                    if let Some(done) = s.resumed_after {
+                        script.push_str(&format!(" (resumed after statement {done})"));
+                    } else if !s.transactional {
+                        script.push_str(" (no transaction)");
+                    }
                     vec![
-                        s.version.to_string(),
+                        s.kind.label(s.version.as_ref()),
                         s.description.clone(),
-                        s.script.clone(),
+                        script,
                         format!("{} ms", s.execution_time_ms),
                     ]
                 })
@@ -208,45 +252,67 @@ pub struct MigrationStatus {
     pub history_exists: bool,
     /// Whether migration files were compared (a folder was given).
     pub files_checked: bool,
-    /// The highest successfully applied version.
+    /// The highest successfully applied version (or the baseline, if higher).
     pub current_version: Option<Version>,
     pub applied_count: usize,
-    /// Successful versioned rows, in version order.
+    /// The baseline row, if the database was baselined.
+    pub baseline: Option<AppliedMigration>,
+    /// Versioned rows in effect (applied, not undone), in version order.
     pub applied: Vec<AppliedMigration>,
+    /// The latest run of each repeatable migration.
+    pub repeatable_applied: Vec<AppliedMigration>,
+    /// What `migrate` would run: versioned files, then new or changed repeatable ones.
     pub pending: Vec<PendingMigration>,
-    /// Files with versions below the current one that never ran.
+    /// Files with versions below the current one that never ran (need `--out-of-order`).
     pub out_of_order: Vec<PendingMigration>,
+    /// Files at or below the baseline version: never run.
+    pub below_baseline: Vec<PendingMigration>,
     pub checksum_mismatches: Vec<ChecksumMismatch>,
     pub missing_on_disk: Vec<AppliedMigration>,
     pub failed: Vec<AppliedMigration>,
+    /// Non-transactional migrations that stopped part-way; `migrate` resumes them.
+    pub resumable: Vec<AppliedMigration>,
 }
 
 impl MigrationStatus {
-    /// Nothing needs attention: no mismatches, failures or out-of-order files.
+    /// Nothing needs attention: no mismatches, failures, half-done or out-of-order files.
     pub fn is_valid(&self) -> bool {
         self.checksum_mismatches.is_empty()
             && self.failed.is_empty()
             && self.out_of_order.is_empty()
+            && self.resumable.is_empty()
     }
 
-    /// Everything that needs a person's attention, one sentence each (for `health` warnings).
+    /// Everything that needs a person's attention, one sentence each (for `health` warnings
+    /// and `validate`).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         for m in &self.checksum_mismatches {
-            out.push(format!("migration {m}"));
+            out.push(format!(
+                "migration {m}; restore the file, or realign it with `flowhost migrate repair`"
+            ));
         }
         for p in &self.out_of_order {
             out.push(format!(
-                "{} (version {}) is pending below the current version {} (out of order)",
+                "{} (version {}) is pending below the current version {} (out of order): \
+                 apply it with `flowhost migrate --out-of-order` or give it a higher version",
                 p.script,
-                p.version,
+                version_text(&p.version),
                 version_text(&self.current_version)
             ));
         }
         for f in &self.failed {
             out.push(format!(
-                "{} is recorded as failed in {}",
+                "{} is recorded as failed in {}: fix what it left, then `flowhost migrate repair`",
                 f.script, self.history_table
+            ));
+        }
+        for r in &self.resumable {
+            out.push(format!(
+                "{} stopped after statement {} (it runs outside a transaction): `flowhost \
+                 migrate` resumes it",
+                r.script,
+                r.statements_done.unwrap_or(0)
             ));
         }
         for m in &self.missing_on_disk {
@@ -262,6 +328,9 @@ impl MigrationStatus {
             version_text(&self.current_version),
             self.applied_count
         );
+        if let Some(b) = &self.baseline {
+            let _ = write!(out, " (baseline {})", version_text(&b.version));
+        }
         if self.files_checked {
             let _ = write!(out, ", {} pending", self.pending.len());
         }
@@ -270,6 +339,7 @@ impl MigrationStatus {
             (self.checksum_mismatches.len(), "changed after applying"),
             (self.missing_on_disk.len(), "missing on disk"),
             (self.failed.len(), "failed"),
+            (self.resumable.len(), "stopped part-way"),
         ] {
             if n > 0 {
                 let _ = write!(out, ", {n} {what}");
@@ -287,6 +357,9 @@ impl fmt::Display for MigrationStatus {
     }
 }
 
+/// Sorts versioned rows by version, then repeatable ones by description.
+type SortKey = (u8, Option<Version>, String);
+
 impl MigrationStatus {
     fn render(&self, f: &mut String) -> fmt::Result {
         writeln!(
@@ -299,44 +372,84 @@ impl MigrationStatus {
         if !self.history_exists {
             writeln!(f, "  no history table yet: nothing has been applied")?;
         }
-        let changed = |v: &Version| self.checksum_mismatches.iter().any(|m| &m.version == v);
+        let changed = |rank: i32| {
+            self.checksum_mismatches
+                .iter()
+                .any(|m| m.installed_rank == rank)
+        };
         let missing = |rank: i32| {
             self.missing_on_disk
                 .iter()
                 .any(|m| m.installed_rank == rank)
         };
-        let mut rows: Vec<(Option<Version>, Vec<String>)> = Vec::new();
-        for a in self.applied.iter().chain(&self.failed) {
+        let outdated = |a: &AppliedMigration| {
+            self.pending
+                .iter()
+                .any(|p| p.kind == StepKind::Repeatable && p.description == a.description)
+        };
+        let key = |version: &Option<Version>, description: &str| -> SortKey {
+            match version {
+                Some(v) => (0, Some(v.clone()), String::new()),
+                None => (1, None, description.to_owned()),
+            }
+        };
+        let mut rows: Vec<(SortKey, Vec<String>)> = Vec::new();
+        let history = self
+            .baseline
+            .iter()
+            .chain(&self.applied)
+            .chain(&self.repeatable_applied)
+            .chain(&self.failed)
+            .chain(&self.resumable);
+        for a in history {
             let state = match &a.version {
-                _ if !a.success => "failed",
-                Some(v) if changed(v) => "changed",
-                _ if missing(a.installed_rank) => "missing on disk",
-                _ => "applied",
+                _ if a.statements_done.is_some() && !a.success => {
+                    format!("stopped after statement {}", a.statements_done.unwrap_or(0))
+                }
+                _ if !a.success => "failed".to_owned(),
+                _ if a.is_baseline() => "baseline".to_owned(),
+                _ if changed(a.installed_rank) => "changed".to_owned(),
+                _ if missing(a.installed_rank) => "missing on disk".to_owned(),
+                None if outdated(a) => "outdated".to_owned(),
+                _ => "applied".to_owned(),
+            };
+            let label = match &a.version {
+                Some(v) => v.to_string(),
+                None => "repeatable".to_owned(),
             };
             rows.push((
-                a.version.clone(),
+                key(&a.version, &a.description),
                 vec![
-                    version_text(&a.version),
+                    label,
                     a.description.clone(),
-                    state.to_owned(),
+                    state,
                     a.installed_on.format("%Y-%m-%d %H:%M:%S").to_string(),
                     format!("{} ms", a.execution_time_ms),
                 ],
             ));
         }
+        let applied_repeatable = |p: &PendingMigration| {
+            self.repeatable_applied
+                .iter()
+                .any(|a| a.description == p.description)
+        };
         for (list, state) in [
             (&self.pending, "pending"),
             (&self.out_of_order, "out of order"),
+            (&self.below_baseline, "below baseline"),
         ] {
             for p in list {
+                if p.kind == StepKind::Repeatable && applied_repeatable(p) {
+                    continue; // shown once, as outdated
+                }
                 let cells = vec![
-                    p.version.to_string(),
+                    p.label(),
                     p.description.clone(),
                     state.to_owned(),
                     String::new(),
                     String::new(),
                 ];
-                rows.push((Some(p.version.clone()), cells));
+                rows.push((key(&p.version, &p.description), cells));
             }
         }
         if rows.is_empty() {
@@ -400,7 +513,10 @@ mod tests {
         let mut r = MigrateReport::new("rpa_db", "flowhost_schema_history", false, None);
         r.version_after = Some(Version::parse("2").unwrap());
         r.applied.push(AppliedStep {
-            version: Version::parse("2").unwrap(),
+            kind: StepKind::Versioned,
+            transactional: true,
+            resumed_after: None,
+            version: Some(Version::parse("2").unwrap()),
             description: "Add index".into(),
             script: "V2__Add_index.sql".into(),
             installed_rank: 2,
@@ -433,12 +549,16 @@ mod tests {
             files_checked: false,
             current_version: None,
             applied_count: 0,
+            baseline: None,
             applied: vec![],
+            repeatable_applied: vec![],
             pending: vec![],
             out_of_order: vec![],
+            below_baseline: vec![],
             checksum_mismatches: vec![],
             missing_on_disk: vec![],
             failed: vec![],
+            resumable: vec![],
         };
         assert_eq!(s.summary(), "version none, 0 applied");
         assert!(s.to_string().contains("no history table yet"));

@@ -133,7 +133,7 @@ async fn postgres_lock_timeout_names_the_holder() {
             };
             let holder = holder.as_deref().unwrap_or_default();
             assert!(
-                holder.starts_with("pid ") && holder.contains("application 'flowhost'"),
+                holder.starts_with("pid ") && holder.contains("application 'flowhost-migrate'"),
                 "{holder}"
             );
             assert!(!table_exists(&db, "one").await);
