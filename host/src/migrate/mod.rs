@@ -9,6 +9,8 @@
 //! - [`HistoryTable`] holds the history SQL for each dialect;
 //! - [`MigrationConn`](lock::MigrationConn) is the connection migrations run on and the lock that
 //!   serialises migrators (PostgreSQL advisory lock; SQLite `BEGIN IMMEDIATE` per migration);
+//! - [`non_transactional`] names what a transaction block refuses (`CREATE INDEX CONCURRENTLY`,
+//!   `VACUUM`, `ALTER DATABASE`, ...), per dialect;
 //! - [`migrate`] and [`status`] put them together for the CLI, `flowhost run` and `health`.
 //!
 //! This is the first cut (issue 2). Repeatable (`R__`) and undo (`U`) files are recognised and
@@ -23,6 +25,7 @@ mod discover;
 mod error;
 mod history;
 mod lock;
+mod nontx;
 mod plan;
 mod report;
 mod scaffold;
@@ -41,6 +44,7 @@ pub use discover::{
 pub use error::{ChecksumMismatch, FileProblem, MigrateError};
 pub use history::{AppliedMigration, DEFAULT_HISTORY_TABLE, HistoryTable};
 pub use lock::MigrationConn;
+pub use nontx::non_transactional;
 pub use plan::{Plan, plan};
 pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration, table};
 pub use scaffold::new_migration;
