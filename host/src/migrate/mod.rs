@@ -11,6 +11,7 @@
 //!   serialises migrators (PostgreSQL advisory lock; SQLite `BEGIN IMMEDIATE` per migration);
 //! - [`non_transactional`] names what a transaction block refuses (`CREATE INDEX CONCURRENTLY`,
 //!   `VACUUM`, `ALTER DATABASE`, ...), per dialect;
+//! - [`sqlserver`] holds the T-SQL of the SQL Server migration lock (`sp_getapplock`);
 //! - [`migrate`] and [`status`] put them together for the CLI, `flowhost run` and `health`.
 //!
 //! This is the first cut (issue 2). Repeatable (`R__`) and undo (`U`) files are recognised and
@@ -29,6 +30,7 @@ mod nontx;
 mod plan;
 mod report;
 mod scaffold;
+pub mod sqlserver;
 mod version;
 
 #[cfg(test)]
