@@ -9,6 +9,9 @@
 //! - [`HistoryTable`] holds the history SQL for each dialect;
 //! - [`MigrationConn`](lock::MigrationConn) is the connection migrations run on and the lock that
 //!   serialises migrators (PostgreSQL advisory lock; SQLite `BEGIN IMMEDIATE` per migration);
+//! - [`non_transactional`] names what a transaction block refuses (`CREATE INDEX CONCURRENTLY`,
+//!   `VACUUM`, `ALTER DATABASE`, ...), per dialect;
+//! - [`sqlserver`] holds the T-SQL of the SQL Server migration lock (`sp_getapplock`);
 //! - [`migrate`] and [`status`] put them together for the CLI, `flowhost run` and `health`.
 //!
 //! - [`prepare`](prepare::prepare) turns a file into statements (placeholders replaced) and
@@ -28,6 +31,7 @@ mod plan;
 mod prepare;
 mod report;
 mod scaffold;
+pub mod sqlserver;
 mod version;
 
 #[cfg(test)]

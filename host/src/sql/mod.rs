@@ -8,6 +8,8 @@ pub mod classify;
 pub mod lexer;
 pub mod params;
 pub mod split;
+#[cfg(test)]
+mod split_tsql_tests;
 pub mod values;
 
 pub use classify::{Classified, StatementKind, classify};
