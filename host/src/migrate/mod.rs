@@ -11,10 +11,14 @@
 //!   serialises migrators (PostgreSQL advisory lock; SQLite `BEGIN IMMEDIATE` per migration);
 //! - [`migrate`] and [`status`] put them together for the CLI, `flowhost run` and `health`.
 //!
+//! - [`find_foreign`] and [`adopt`] read a Pyway or Flyway history table and copy it into
+//!   flowhost's, checksums and all, so a database another tool migrated is taken over without
+//!   re-applying anything; the planner verifies those rows with the other tool's
+//!   [`ChecksumAlgorithm`].
+//!
 //! This is the first cut (issue 2). Repeatable (`R__`) and undo (`U`) files are recognised and
-//! refused as not supported yet; baseline, repair, out-of-order, placeholders and imports of
-//! Pyway/Flyway histories come with issue 3 and slot in as: more [`MigrationKind`]s in
-//! [`Discovered`], more [`ChecksumAlgorithm`]s verified by the planner, options on
+//! refused as not supported yet; baseline, repair, out-of-order and placeholders come with
+//! issue 3 and slot in as: more [`MigrationKind`]s in [`Discovered`], options on
 //! [`MigrateOptions`], and commands beside [`migrate`] that share the lock and the history table.
 
 mod apply;
@@ -22,6 +26,7 @@ mod checksum;
 mod discover;
 mod error;
 mod history;
+mod import;
 mod lock;
 mod plan;
 mod report;
@@ -40,6 +45,7 @@ pub use discover::{
 };
 pub use error::{ChecksumMismatch, FileProblem, MigrateError};
 pub use history::{AppliedMigration, DEFAULT_HISTORY_TABLE, HistoryTable};
+pub use import::{ForeignHistory, ForeignTool, adopt, find_foreign};
 pub use lock::MigrationConn;
 pub use plan::{Plan, plan};
 pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration, table};
