@@ -10,6 +10,7 @@ use super::checksum::Checksum;
 use super::discover::{Discovered, Migration};
 use super::error::{MigrateError, preview};
 use super::history::{AppliedMigration, HistoryTable, TYPE_SQL};
+use super::import::{ForeignHistory, adopt, find_foreign};
 use super::lock::MigrationConn;
 use super::plan::{Plan, plan};
 use super::prepare::{Prepared, prepare};
@@ -383,7 +384,19 @@ pub async fn apply_locked(
     let target = opts.target.as_ref();
     let ooo = opts.out_of_order;
     table.ensure(mc.conn(), db).await?;
-    let history = table.read(mc.conn(), db).await?;
+    let mut history = table.read(mc.conn(), db).await?;
+    if history.is_empty()
+        && let Some(foreign) = find_foreign(mc.conn(), db).await?
+    {
+        // Switching from Pyway or Flyway: take their history over (verified against the files
+        // by the plan below, with their checksum algorithm) instead of re-applying everything.
+        let copied = adopt(mc.conn(), db, table, &foreign).await?;
+        report.imported_from = Some(format!(
+            "{} rows from {} table {}",
+            copied, foreign.tool, foreign.table
+        ));
+        history = table.read(mc.conn(), db).await?;
+    }
     let seen_rank = history.iter().map(|r| r.installed_rank).max().unwrap_or(0);
     let placeholders = opts.placeholders_for(db.name(), table.name());
     let (prepared, resumable) = {
@@ -466,11 +479,15 @@ pub async fn plan_only(
     opts: &MigrateOptions,
     report: &mut MigrateReport,
 ) -> Result<(), MigrateError> {
-    let history = if table.exists(conn, db).await? {
-        table.read(conn, db).await?
-    } else {
-        Vec::new()
-    };
+    let (history, foreign) = read_history(table, conn, db).await?;
+    if let Some(foreign) = foreign {
+        report.imported_from = Some(format!(
+            "{} rows from {} table {} (would be adopted)",
+            foreign.rows.len(),
+            foreign.tool,
+            foreign.table
+        ));
+    }
     let plan = plan(Some(files), &history, opts.target.as_ref());
     check(db.name(), &plan, opts.out_of_order)?;
     describe_plan(report, &plan);
@@ -481,4 +498,25 @@ pub async fn plan_only(
     }
     report.would_apply = queue.iter().map(|m| PendingMigration::of(m)).collect();
     Ok(())
+}
+
+/// The history without changing anything: flowhost's table, or when it is missing or empty,
+/// the rows of a Pyway or Flyway table that `migrate` would adopt (returned beside them).
+pub async fn read_history(
+    table: &HistoryTable,
+    conn: &mut Conn,
+    db: &Database,
+) -> Result<(Vec<AppliedMigration>, Option<ForeignHistory>), MigrateError> {
+    let history = if table.exists(conn, db).await? {
+        table.read(conn, db).await?
+    } else {
+        Vec::new()
+    };
+    if !history.is_empty() {
+        return Ok((history, None));
+    }
+    match find_foreign(conn, db).await? {
+        Some(foreign) => Ok((foreign.rows.clone(), Some(foreign))),
+        None => Ok((history, None)),
+    }
 }

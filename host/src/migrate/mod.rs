@@ -16,13 +16,18 @@
 //!
 //! - [`prepare`](prepare::prepare) turns a file into statements (placeholders replaced) and
 //!   decides whether it runs in a transaction;
-//! - [`baseline`], [`repair`] and [`undo`] (in `maintain`) share the lock and history table.
+//! - [`baseline`], [`repair`] and [`undo`] (in `maintain`) share the lock and history table;
+//! - [`find_foreign`] and [`adopt`] read a Pyway or Flyway history table and copy it into
+//!   flowhost's, checksums and all, so a database another tool migrated is taken over without
+//!   re-applying anything; the planner verifies those rows with the other tool's
+//!   [`ChecksumAlgorithm`]. `migrate` does this by itself when flowhost's history is empty.
 
 mod apply;
 mod checksum;
 mod discover;
 mod error;
 mod history;
+mod import;
 mod lock;
 mod maintain;
 mod nontx;
@@ -48,6 +53,7 @@ pub use error::{ChecksumMismatch, FileProblem, MigrateError};
 pub use history::{
     AppliedMigration, DEFAULT_HISTORY_TABLE, HistoryTable, TYPE_BASELINE, TYPE_SQL, TYPE_UNDO,
 };
+pub use import::{ForeignHistory, ForeignTool, adopt, find_foreign};
 pub use lock::MigrationConn;
 pub use maintain::{BaselineReport, RepairAction, RepairReport, baseline, repair, undo};
 pub use nontx::non_transactional;
@@ -159,11 +165,7 @@ pub async fn status(
     let files = dir.map(discover).transpose()?;
     let mut conn = db.acquire().await?;
     let exists = table.exists(&mut conn, db).await?;
-    let history = if exists {
-        table.read(&mut conn, db).await?
-    } else {
-        Vec::new()
-    };
+    let (history, foreign) = apply::read_history(&table, &mut conn, db).await?;
     drop(conn);
     let p = plan(files.as_ref(), &history, None);
     let pending = |list: &[&Migration]| list.iter().map(|m| PendingMigration::of(m)).collect();
@@ -174,6 +176,7 @@ pub async fn status(
         database: db.name().to_owned(),
         history_table: table.name().to_owned(),
         history_exists: exists,
+        foreign_history: foreign.map(|f| format!("{} table {}", f.tool, f.table)),
         files_checked: files.is_some(),
         current_version: p.current.clone(),
         applied_count: p.applied.len(),

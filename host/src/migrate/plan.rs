@@ -89,14 +89,15 @@ pub fn plan<'f, 'h>(
             (Some(v), _) if row.is_sql() => {
                 applied.insert(v, row);
             }
-            (Some(v), _) if row.is_undo() => {
+            // Flyway's repair writes DELETE rows for applied migrations marked as gone.
+            (Some(v), kind) if row.is_undo() || kind == "DELETE" => {
                 applied.remove(v);
             }
             (Some(_), _) if row.is_baseline() => baseline = Some(row),
             (None, _) if row.is_sql() => {
                 repeatables.insert(&row.description, row);
             }
-            // Rows other tools write (Flyway's SCHEMA, DELETE) change nothing here.
+            // Rows other tools write (Flyway's SCHEMA) change nothing here.
             _ => {}
         }
     }

@@ -104,6 +104,9 @@ pub struct MigrateReport {
     pub applied_by_another: Vec<String>,
     /// Things worth knowing that did not stop the run (applied migrations missing on disk).
     pub warnings: Vec<String>,
+    /// The Pyway or Flyway history adopted into an empty flowhost history by this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
     pub elapsed_ms: u64,
 }
 
@@ -126,6 +129,7 @@ impl MigrateReport {
             above_target: Vec::new(),
             applied_by_another: Vec::new(),
             warnings: Vec::new(),
+            imported_from: None,
             elapsed_ms: 0,
         }
     }
@@ -216,6 +220,9 @@ impl MigrateReport {
                 table(&["version", "description", "script", "time"], rows)
             )?;
         }
+        if let Some(source) = &self.imported_from {
+            writeln!(f, "  history taken over from another tool: {source}")?;
+        }
         if !self.applied_by_another.is_empty() {
             writeln!(
                 f,
@@ -250,6 +257,10 @@ pub struct MigrationStatus {
     pub history_table: String,
     /// Whether the history table exists (if not, nothing has been applied).
     pub history_exists: bool,
+    /// When flowhost's history is empty but a Pyway or Flyway one exists: which (its rows
+    /// are shown, and `migrate` adopts them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign_history: Option<String>,
     /// Whether migration files were compared (a folder was given).
     pub files_checked: bool,
     /// The highest successfully applied version (or the baseline, if higher).
@@ -369,7 +380,12 @@ impl MigrationStatus {
             self.history_table,
             self.summary()
         )?;
-        if !self.history_exists {
+        if let Some(foreign) = &self.foreign_history {
+            writeln!(
+                f,
+                "  history read from {foreign}; the next `flowhost migrate` adopts it"
+            )?;
+        } else if !self.history_exists {
             writeln!(f, "  no history table yet: nothing has been applied")?;
         }
         let changed = |rank: i32| {
@@ -546,6 +562,7 @@ mod tests {
             database: "d".into(),
             history_table: "h".into(),
             history_exists: false,
+            foreign_history: None,
             files_checked: false,
             current_version: None,
             applied_count: 0,

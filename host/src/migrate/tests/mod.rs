@@ -3,7 +3,7 @@
 //! runs on both backends.
 //!
 //! `cases` holds the behaviour of one migrator; `locking` holds concurrency, the lock and
-//! connection handling.
+//! connection handling; `import` holds taking over Pyway and Flyway histories.
 
 use std::path::PathBuf;
 
@@ -164,4 +164,5 @@ async fn history(db: &Database) -> Vec<AppliedMigration> {
 }
 
 mod cases;
+mod import;
 mod locking;
