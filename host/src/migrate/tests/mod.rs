@@ -165,4 +165,5 @@ async fn history(db: &Database) -> Vec<AppliedMigration> {
 
 mod cases;
 mod import;
+mod kinds;
 mod locking;
