@@ -10,7 +10,7 @@ WASM_TARGET := wasm32-wasip2
 GUEST_DIR   := target/guests
 GUEST_OUT   := $(GUEST_DIR)/$(WASM_TARGET)/release
 
-.PHONY: run test wasm-target flows build lint bench
+.PHONY: run test wasm-target flows build lint bench bench-migrate
 
 run: flows build
 	./target/release/flowhost run flows/rpa1.wasm
@@ -32,6 +32,12 @@ build:
 # flowhost vs native sqlx on the same work, printed as a table (needs PostgreSQL, like test).
 bench: wasm-target
 	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example bench
+
+# `flowhost migrate` (the release binary, whole processes) vs psql applying the same 100 files,
+# and migrate validate/info over 1,000-10,000 files; prints tables (needs PostgreSQL and psql).
+bench-migrate:
+	$(CARGO) build --release -p flowhost --bin flowhost
+	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example migrate_bench
 
 lint:
 	$(CARGO) fmt --all --check

@@ -7,6 +7,8 @@ mod batch;
 mod cli;
 mod grants;
 mod health;
+mod migrate_concurrency;
+mod migration_corpus;
 mod migrations;
 mod pool_hygiene;
 mod rpa1;
