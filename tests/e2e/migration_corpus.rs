@@ -457,13 +457,10 @@ fn check_behaviour(pg: &PgDatabase) {
 }
 
 /// `begin` is a non-reserved word in PostgreSQL, so it can name a routine's parameter. The
-/// splitter's block tracker counts it as the start of a `BEGIN ... END` body and never finds
-/// the end, so everything after it in the file becomes one "statement": the `COMMIT` below is
-/// not refused, it runs (simple query protocol) and commits the migration half-way, and the
-/// failure that follows is reported at line 1 with "nothing from this migration was applied"
-/// while `periods` and `in_period` stay behind without a history row.
+/// splitter once counted it as the start of a `BEGIN ... END` body, so everything after it
+/// became one "statement": the `COMMIT` below was not refused and committed the migration
+/// half-way. It must be refused, with nothing left behind.
 #[test]
-#[ignore = "splitter bug: a parameter named `begin` swallows the rest of the file (see doc comment)"]
 fn a_parameter_named_begin_does_not_hide_later_statements_on_postgresql() {
     let pg = PgDatabase::create();
     let project = Project::new();

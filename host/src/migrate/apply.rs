@@ -455,10 +455,10 @@ pub async fn apply_locked(
             Outcome::Skipped => report.applied_by_another.push(m.script.clone()),
             Outcome::Done { rank, elapsed } => {
                 tracing::info!(database = %name, script = %m.script, ms = elapsed.as_millis() as u64, "applied migration");
-                if let Some(v) = m.version() {
-                    if report.version_after.as_ref().is_none_or(|cur| v > cur) {
-                        report.version_after = Some(v.clone());
-                    }
+                if let Some(v) = m.version()
+                    && report.version_after.as_ref().is_none_or(|cur| v > cur)
+                {
+                    report.version_after = Some(v.clone());
                 }
                 let resumed_after = resume.and_then(|r| r.statements_done).map(|d| d as usize);
                 report

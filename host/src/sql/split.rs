@@ -172,7 +172,10 @@ impl BlockTracker {
         if !tracking {
             return;
         }
-        if is(&["BEGIN"]) {
+        // A block's BEGIN never sits inside parentheses; there it is a name (a parameter
+        // called `begin`), and counting it would hide every later statement in this one.
+        let block_begin = self.parens == 0 || self.dialect == Dialect::SqlServer;
+        if is(&["BEGIN"]) && block_begin {
             self.pending = Some(Pending::Begin);
         } else if is(&["CASE"]) {
             self.depth += 1;
@@ -428,6 +431,22 @@ INSERT INTO t VALUES (1, 2);";
             Postgres,
         );
         assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn a_parameter_named_begin_is_not_a_block() {
+        let sql = "CREATE FUNCTION in_period(begin date, finish date, d date) RETURNS boolean\n\
+                   LANGUAGE sql IMMUTABLE AS $$ SELECT d BETWEEN begin AND finish $$;\n\
+                   CREATE TABLE periods (id int PRIMARY KEY);\nCOMMIT;\n";
+        let lines: Vec<usize> = split(sql, Dialect::Postgres).iter().map(|s| s.1).collect();
+        assert_eq!(lines, [1, 3, 4]);
+        // A BEGIN ATOMIC body still holds its semicolons.
+        let atomic = "CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT begin;\nEND;\nSELECT 2;";
+        let lines: Vec<usize> = split(atomic, Dialect::Postgres)
+            .iter()
+            .map(|s| s.1)
+            .collect();
+        assert_eq!(lines, [1, 5]);
     }
 
     #[test]
