@@ -637,3 +637,63 @@ async fn health_cmd(config: Arc<Config>, args: HealthArgs) -> Result<u8, Error> 
         exit::OK
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn migrate_maintenance_commands_parse_with_shared_flags() {
+        let cli = Cli::try_parse_from([
+            "flowhost",
+            "migrate",
+            "repair",
+            "rpa_db",
+            "--version",
+            "2",
+            "--version",
+            "3",
+            "--dry-run",
+            "--history-table",
+            "schema_history",
+            "--lock-timeout",
+            "5",
+        ])
+        .unwrap();
+        let Command::Migrate(args) = cli.command else {
+            panic!("not migrate");
+        };
+        assert_eq!(args.folder.history_table, "schema_history");
+        assert_eq!(args.folder.lock_timeout, 5);
+        match args.action {
+            Some(MigrateAction::Repair {
+                databases,
+                versions,
+                dry_run,
+                ..
+            }) => {
+                assert_eq!(databases, ["rpa_db"]);
+                assert_eq!(versions, ["2", "3"]);
+                assert!(dry_run);
+            }
+            other => panic!("{other:?}"),
+        }
+        for argv in [
+            &["flowhost", "migrate", "undo", "--to", "1"][..],
+            &["flowhost", "migrate", "baseline", "--version", "4", "db"],
+            &["flowhost", "migrate", "--out-of-order", "db"],
+            &["flowhost", "migrate", "validate", "--migrations-dir", "m"],
+            &["flowhost", "migrate", "new", "db", "Add", "index"],
+        ] {
+            Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+        // baseline needs a version.
+        assert!(Cli::try_parse_from(["flowhost", "migrate", "baseline", "db"]).is_err());
+    }
+}
