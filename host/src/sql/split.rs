@@ -441,7 +441,7 @@ INSERT INTO t VALUES (1, 2);";
         let lines: Vec<usize> = split(sql, Dialect::Postgres).iter().map(|s| s.1).collect();
         assert_eq!(lines, [1, 3, 4]);
         // A BEGIN ATOMIC body still holds its semicolons.
-        let atomic = "CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT begin;\nEND;\nSELECT 2;";
+        let atomic = "CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT (begin) + 1;\nEND;\nSELECT 2;";
         let lines: Vec<usize> = split(atomic, Dialect::Postgres)
             .iter()
             .map(|s| s.1)
