@@ -10,23 +10,32 @@ WASM_TARGET := wasm32-wasip2
 GUEST_DIR   := target/guests
 GUEST_OUT   := $(GUEST_DIR)/$(WASM_TARGET)/release
 
-.PHONY: run test wasm-target flows build lint bench bench-migrate
+.PHONY: run test deps wasm-target flows build lint bench bench-migrate
 
 run: flows build
 	./target/release/flowhost run flows/rpa1.wasm
 
-test: wasm-target
+test: deps
 	$(CARGO) test --release --workspace
+
+# What a fresh machine lacks: the wasm target, and libclang for pg_query's build script
+# (PostgreSQL's parser, compiled from C; bindgen needs libclang to read its header).
+deps: wasm-target
+	@ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so >/dev/null 2>&1 || { \
+	  echo "libclang is missing (pg_query's build needs it); installing Debian's libclang-dev"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q libclang-dev >/dev/null; \
+	  else sudo apt-get install -y -q libclang-dev >/dev/null; fi || { \
+	    echo "could not install libclang-dev: install libclang (Debian/Ubuntu: apt-get install libclang-dev) and retry"; exit 1; }; }
 
 # rustup target add is idempotent, but skip the network round trip when it is there.
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-flows: wasm-target
+flows: deps
 	CARGO_TARGET_DIR=$(GUEST_DIR) $(CARGO) build --release --target $(WASM_TARGET) -p rpa1
 	cp $(GUEST_OUT)/rpa1.wasm flows/rpa1.wasm
 
-build:
+build: deps
 	$(CARGO) build --release --workspace
 
 # flowhost vs native sqlx on the same work, printed as a table (needs PostgreSQL, like test).

@@ -12,6 +12,12 @@
 //! timeout-seconds = 300              # wall-clock limit of one run (default 300)
 //! memory-mb = 256                    # linear memory cap (default 256)
 //! max-rows = 100000                  # largest result a single `query` may return (default 100000)
+//! max-result-mb = 64                 # largest result of one `query`, or one cursor fetch (default 64)
+//! max-param-mb = 16                  # largest parameter set of one statement (default 16)
+//! max-open-handles = 64              # connections, transactions and cursors open at once (default 64)
+//! max-log-mb = 8                     # log bytes one run may write; the rest is dropped (default 8)
+//! statement-timeout-seconds = 60     # per statement, enforced by the server (default: the run's
+//!                                    # remaining time)
 //! fuel = 1000000000                  # optional instruction budget; absent = unlimited
 //!
 //! [databases.rpa_db]
@@ -45,6 +51,14 @@ pub const DEFAULT_TIMEOUT_SECONDS: u64 = 300;
 pub const DEFAULT_MEMORY_MB: u64 = 256;
 /// Default largest result of one `query`.
 pub const DEFAULT_MAX_ROWS: u64 = 100_000;
+/// Default largest result of one `query` (or one cursor fetch), in MiB.
+pub const DEFAULT_MAX_RESULT_MB: u64 = 64;
+/// Default largest parameter set of one statement, in MiB.
+pub const DEFAULT_MAX_PARAM_MB: u64 = 16;
+/// Default most connections, transactions and cursors a run may hold open at once.
+pub const DEFAULT_MAX_OPEN_HANDLES: u32 = 64;
+/// Default most log bytes one run may write, in MiB.
+pub const DEFAULT_MAX_LOG_MB: u64 = 8;
 
 /// Why a manifest cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +132,16 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Largest result a single `query` may return.
     pub max_rows: u64,
+    /// Largest result, in bytes of values, one `query` or one cursor fetch may return.
+    pub max_result_bytes: u64,
+    /// Largest parameter set, in bytes of values, one statement may bind.
+    pub max_param_bytes: u64,
+    /// Most connections, transactions and cursors open at once.
+    pub max_open_handles: u32,
+    /// Most log bytes (guest log records and captured output) one run may write.
+    pub max_log_bytes: u64,
+    /// Per-statement limit enforced by the database server; `None`: the run's remaining time.
+    pub statement_timeout: Option<Duration>,
     /// Instruction budget; `None` is unlimited.
     pub fuel: Option<u64>,
 }
@@ -128,6 +152,11 @@ impl Default for Limits {
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
             memory_bytes: (DEFAULT_MEMORY_MB as usize) << 20,
             max_rows: DEFAULT_MAX_ROWS,
+            max_result_bytes: DEFAULT_MAX_RESULT_MB << 20,
+            max_param_bytes: DEFAULT_MAX_PARAM_MB << 20,
+            max_open_handles: DEFAULT_MAX_OPEN_HANDLES,
+            max_log_bytes: DEFAULT_MAX_LOG_MB << 20,
+            statement_timeout: None,
             fuel: None,
         }
     }
@@ -192,6 +221,11 @@ struct RawLimits {
     timeout_seconds: Option<Spanned<u64>>,
     memory_mb: Option<Spanned<u64>>,
     max_rows: Option<Spanned<u64>>,
+    max_result_mb: Option<Spanned<u64>>,
+    max_param_mb: Option<Spanned<u64>>,
+    max_open_handles: Option<Spanned<u64>>,
+    max_log_mb: Option<Spanned<u64>>,
+    statement_timeout_seconds: Option<Spanned<u64>>,
     fuel: Option<Spanned<u64>>,
 }
 
@@ -268,6 +302,18 @@ impl Manifest {
             };
         let l = &raw.limits;
         let defaults = Limits::default();
+        let mebibytes =
+            |value: &Option<Spanned<u64>>, key: &str| -> Result<Option<u64>, ManifestError> {
+                match positive(value, key)? {
+                    None => Ok(None),
+                    Some(mb) => mb.checked_mul(1 << 20).map(Some).ok_or_else(|| {
+                        invalid(
+                            value.as_ref().map(Spanned::span),
+                            format!("{key} in [limits] is too large"),
+                        )
+                    }),
+                }
+            };
         let memory_bytes = match positive(&l.memory_mb, "memory-mb")? {
             None => defaults.memory_bytes,
             Some(mb) => usize::try_from(mb)
@@ -285,6 +331,23 @@ impl Manifest {
                 .map_or(defaults.timeout, Duration::from_secs),
             memory_bytes,
             max_rows: positive(&l.max_rows, "max-rows")?.unwrap_or(defaults.max_rows),
+            max_result_bytes: mebibytes(&l.max_result_mb, "max-result-mb")?
+                .unwrap_or(defaults.max_result_bytes),
+            max_param_bytes: mebibytes(&l.max_param_mb, "max-param-mb")?
+                .unwrap_or(defaults.max_param_bytes),
+            max_open_handles: match positive(&l.max_open_handles, "max-open-handles")? {
+                None => defaults.max_open_handles,
+                Some(n) => u32::try_from(n).map_err(|_| {
+                    invalid(
+                        l.max_open_handles.as_ref().map(Spanned::span),
+                        "max-open-handles in [limits] is too large".into(),
+                    )
+                })?,
+            },
+            max_log_bytes: mebibytes(&l.max_log_mb, "max-log-mb")?
+                .unwrap_or(defaults.max_log_bytes),
+            statement_timeout: positive(&l.statement_timeout_seconds, "statement-timeout-seconds")?
+                .map(Duration::from_secs),
             fuel: positive(&l.fuel, "fuel")?,
         };
 
@@ -432,6 +495,11 @@ description = "Scores survey responses"
 timeout-seconds = 60
 memory-mb = 64
 max-rows = 500
+max-result-mb = 2
+max-param-mb = 1
+max-open-handles = 5
+max-log-mb = 3
+statement-timeout-seconds = 7
 fuel = 1000000000
 
 [databases.rpa_db]
@@ -465,6 +533,11 @@ access = "read-only"
                 timeout: Duration::from_secs(60),
                 memory_bytes: 64 << 20,
                 max_rows: 500,
+                max_result_bytes: 2 << 20,
+                max_param_bytes: 1 << 20,
+                max_open_handles: 5,
+                max_log_bytes: 3 << 20,
+                statement_timeout: Some(Duration::from_secs(7)),
                 fuel: Some(1_000_000_000),
             }
         );
@@ -494,6 +567,11 @@ access = "read-only"
             timeout: Duration::from_secs(300),
             memory_bytes: 256 * 1024 * 1024,
             max_rows: 100_000,
+            max_result_bytes: 64 << 20,
+            max_param_bytes: 16 << 20,
+            max_open_handles: 64,
+            max_log_bytes: 8 << 20,
+            statement_timeout: None,
             fuel: None,
         };
         assert_eq!((m.limits, Limits::default()), (expected, expected));
@@ -567,7 +645,17 @@ access = "read-only"
 
     #[test]
     fn limits_must_be_positive() {
-        for key in ["timeout-seconds", "memory-mb", "max-rows", "fuel"] {
+        for key in [
+            "timeout-seconds",
+            "memory-mb",
+            "max-rows",
+            "max-result-mb",
+            "max-param-mb",
+            "max-open-handles",
+            "max-log-mb",
+            "statement-timeout-seconds",
+            "fuel",
+        ] {
             let e = error(&format!("[flow]\nname = \"x\"\n[limits]\n{key} = 0\n"));
             assert!(e.starts_with("flows/rpa1.toml:4:"), "{e}");
             assert!(

@@ -7,6 +7,8 @@ mod batch;
 mod cli;
 mod grants;
 mod health;
+mod hostile_pg;
+mod hostile_sessions;
 mod migrate_concurrency;
 mod migration_corpus;
 mod migrations;

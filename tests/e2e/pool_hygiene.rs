@@ -25,7 +25,13 @@ async fn run(host: &Host, manifest: &Manifest, steps: Value) -> RunRecord {
 #[test]
 fn a_crashed_run_leaves_its_pooled_connection_clean_for_the_next_run() {
     let db = PgDatabase::create();
-    db.exec("CREATE TABLE t (id int)");
+    db.exec(
+        "CREATE TABLE t (id int);
+         CREATE FUNCTION dirty() RETURNS void LANGUAGE plpgsql AS $$ BEGIN
+             PERFORM set_config('application_name', 'dirty', false);
+             PERFORM pg_advisory_lock(7);
+         END $$;",
+    );
     let project = Project::new();
     project.write(
         ".env",
@@ -58,14 +64,13 @@ fn a_crashed_run_leaves_its_pooled_connection_clean_for_the_next_run() {
         let before = run(&host, &manifest, probe_state.clone()).await;
         assert_eq!(before.status, RunStatus::Succeeded, "{before:?}");
 
-        // Session changes a guest cannot make directly, made through a DO block, then a crash
-        // in the middle of a transaction.
+        // Session changes a guest cannot make directly, made by a trusted function (as a
+        // migration would have created it), then a crash in the middle of a transaction.
         let crashed = run(
             &host,
             &manifest,
             json!([
-                { "op": "execute", "db": "lab", "sql":
-                  "DO $$ BEGIN PERFORM set_config('application_name', 'dirty', false); PERFORM pg_advisory_lock(7); END $$" },
+                { "op": "execute", "db": "lab", "sql": "SELECT dirty()" },
                 { "op": "begin", "db": "lab" },
                 { "op": "execute", "db": "lab", "sql": "INSERT INTO t VALUES (1)", "tx": true },
                 { "op": "panic", "message": "crash with a dirty session" },

@@ -7,6 +7,7 @@
 mod error;
 pub mod numeric;
 pub mod postgres;
+mod postgres_session;
 mod session;
 pub mod sqlite;
 mod statement;
@@ -20,11 +21,12 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 pub use error::{DbError, Redactor};
-pub use session::{CursorStream, Route, Session, SharedSession};
+pub use session::{CursorStream, Route, Session, SessionLimits, SharedSession};
 pub use statement::{Statement, bind_order};
 
 use crate::bindings::types::{Column, Value};
 use crate::config::{Config, DatabaseConfig, DatabaseTarget};
+use crate::manifest::Access;
 use crate::sql::Dialect;
 
 /// Which kind of server a database is.
@@ -80,7 +82,33 @@ pub struct Database {
     redactor: Redactor,
     max_connections: u32,
     connect_timeout: Duration,
+    /// The configured DATABASE_TIMEOUT / statement timeout, if any.
+    statement_timeout: Option<Duration>,
+    /// Guest statements already checked, by grant and text: flows repeat the same few
+    /// statements, and parsing is the costly part of a check.
+    statements: StatementCache,
+    /// What this database's `pg_proc` says about function names read-only statements call.
+    functions: postgres_session::FunctionVerdicts,
 }
+
+/// What a session learned from the server when it started; PostgreSQL only.
+#[derive(Debug, Clone)]
+pub struct ServerSession {
+    /// The backend's process id, to end it from another connection when it is stuck.
+    pub pid: i32,
+    /// The role the connection logged in as: the reset must leave both `session_user` and
+    /// `current_user` at it.
+    pub login_user: String,
+}
+
+/// Checked guest statements keyed by (read-only?, text). Bounded: when full it starts over,
+/// which costs one parse per statement and keeps a hostile flow from growing it forever.
+#[derive(Debug, Default)]
+struct StatementCache {
+    entries: std::sync::Mutex<HashMap<(bool, Arc<str>), Arc<Statement>>>,
+}
+
+const STATEMENT_CACHE_ENTRIES: usize = 512;
 
 /// Pool occupancy, as health checks and metrics report it.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -132,7 +160,51 @@ impl Database {
             redactor,
             max_connections: cfg.pool.max_connections,
             connect_timeout: cfg.pool.connect_timeout,
+            statement_timeout: cfg.pool.statement_timeout,
+            statements: StatementCache::default(),
+            functions: postgres_session::FunctionVerdicts::default(),
         })
+    }
+
+    /// The configured per-statement timeout.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// `sql` checked against a grant of `access` and rewritten for this backend, from the
+    /// cache when this exact text was checked before.
+    pub fn guest_statement(&self, sql: &str, access: Access) -> Result<Arc<Statement>, DbError> {
+        let key = (access == Access::ReadOnly, Arc::<str>::from(sql));
+        if let Some(hit) = self
+            .statements
+            .entries
+            .lock()
+            .expect("statement cache")
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
+        let stmt = Arc::new(Statement::for_guest(sql, self.backend, access, &self.name)?);
+        let mut entries = self.statements.entries.lock().expect("statement cache");
+        if entries.len() >= STATEMENT_CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Ends backend `pid` on the server from another connection: its running statement stops,
+    /// its transaction rolls back and its locks go. Used when a session's connection is in an
+    /// unknown state (a deadline passed mid-statement, a cursor was dropped mid-result), where
+    /// closing the socket alone would leave the statement running on the server. Best effort:
+    /// failures are logged.
+    pub async fn terminate_backend(&self, pid: i32) {
+        if let Pool::Postgres(pool) = &self.pool
+            && let Err(e) =
+                postgres_session::terminate_backend(pool, pid, self.connect_timeout).await
+        {
+            tracing::warn!(database = %self.name, pid, error = %self.error(e), "could not end a stuck backend on the server");
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -261,18 +333,28 @@ impl Conn {
         }
     }
 
-    /// Runs one statement and returns all rows, failing past `max_rows`.
+    /// Runs one statement and returns all rows, failing past the limits' rows or bytes.
     pub async fn query(
         &mut self,
         db: &Database,
         stmt: &Statement,
         values: &[&Value],
-        max_rows: u64,
+        limits: &SessionLimits,
     ) -> Result<RowSet, DbError> {
         use futures_util::TryStreamExt;
+        let max_rows = limits.max_rows;
         let (columns, mut stream) = self.open_stream(db, stmt, values).await?;
         let mut rows = Vec::new();
+        let mut bytes = 0;
         while let Some(row) = stream.try_next().await? {
+            bytes += session::row_bytes(&row);
+            if bytes > limits.max_result_bytes {
+                return Err(session::too_large(
+                    db.name(),
+                    limits.max_result_bytes,
+                    "all",
+                ));
+            }
             if rows.len() as u64 >= max_rows {
                 return Err(DbError::invalid(
                     db.name(),
@@ -297,6 +379,58 @@ impl Conn {
         match self {
             Conn::Postgres(c) => postgres::execute(c, db, stmt, values).await,
             Conn::Sqlite(c) => sqlite::execute(c, db, stmt, values).await,
+        }
+    }
+
+    /// Prepares a guest session on this connection: the statement timeout (never past the run's
+    /// deadline) and, for a read-only grant, the database's own read-only mode. Returns what the
+    /// server said about the session (PostgreSQL).
+    pub async fn start_session(
+        &mut self,
+        db: &Database,
+        read_only: bool,
+        statement_timeout: Duration,
+    ) -> Result<Option<ServerSession>, DbError> {
+        match self {
+            Conn::Postgres(c) => {
+                postgres_session::start_session(c, db, read_only, statement_timeout)
+                    .await
+                    .map(Some)
+            }
+            Conn::Sqlite(c) => sqlite::start_session(c, db, read_only).await.map(|()| None),
+        }
+    }
+
+    /// Rolls back (if `open`), resets every piece of session state a flow could have changed,
+    /// and checks that it took. `Err` says why the connection must not be pooled again.
+    pub async fn reset_session(
+        &mut self,
+        db: &Database,
+        open: bool,
+        server: Option<&ServerSession>,
+    ) -> Result<(), String> {
+        if open {
+            self.run_raw(db, "ROLLBACK")
+                .await
+                .map_err(|e| format!("ROLLBACK failed: {e}"))?;
+        }
+        match self {
+            Conn::Postgres(c) => postgres_session::reset_session(c, db, server).await,
+            Conn::Sqlite(c) => sqlite::reset_session(c, db).await,
+        }
+    }
+
+    /// Refuses a read-only statement calling any of `functions` that may have side effects.
+    pub async fn check_functions(
+        &mut self,
+        db: &Database,
+        functions: &[crate::sql::postgres::FunctionName],
+    ) -> Result<(), DbError> {
+        match self {
+            Conn::Postgres(c) => {
+                postgres_session::check_functions(c, db, &db.functions, functions).await
+            }
+            Conn::Sqlite(_) => Ok(()),
         }
     }
 

@@ -2,17 +2,22 @@
 //! connection back clean however the run ends.
 //!
 //! A session takes its connection on first use and keeps it until [`Session::finish`], so a
-//! flow's statements on one `connection` share a session (and a read-only grant's statements
-//! share one snapshot). Read-only grants run inside a wrapper transaction that is always rolled
-//! back; guest transactions on them are savepoints inside it.
+//! flow's statements on one `connection` share a session. Starting one sets what the run's
+//! limits and grant need on the server (statement timeout, read-only mode: PostgreSQL's
+//! `default_transaction_read_only`, SQLite's `query_only`), so every statement outside an
+//! explicit transaction is a transaction of its own and one failure never changes the next
+//! statement's outcome. Finishing one rolls back, resets every piece of session state a flow
+//! could have changed and checks the reset took; a connection that fails the check, or whose
+//! statement was interrupted, is ended on the server and closed instead of pooled.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
-use super::{Backend, Conn, Database, DbError, RowSet, Statement, bind_order};
+use super::{Backend, Conn, Database, DbError, RowSet, ServerSession, Statement, bind_order};
 use crate::bindings::types::{Column, Params, Value};
 use crate::manifest::Access;
 use crate::sql::{Placeholders, StatementKind, ValuesTemplate};
@@ -23,14 +28,42 @@ pub type SharedSession = Arc<Mutex<Session>>;
 /// Rows a cursor's reader sends per message; small enough that a stalled guest pins little.
 const CURSOR_CHUNK: usize = 256;
 
+/// What one run's sessions may consume, from the manifest's `[limits]`.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Most rows one `query` returns.
+    pub max_rows: u64,
+    /// Most bytes of values one `query`, or one cursor fetch, returns.
+    pub max_result_bytes: u64,
+    /// Most bytes of values one parameter set binds.
+    pub max_param_bytes: u64,
+    /// Per-statement limit the server enforces; `None`: the time left until `deadline`.
+    pub statement_timeout: Option<Duration>,
+    /// When the run's time is up; no statement may run on the server past it.
+    pub deadline: Instant,
+}
+
+impl SessionLimits {
+    /// Generous limits for host-side callers and tests: no deadline to speak of.
+    pub fn unlimited() -> SessionLimits {
+        SessionLimits {
+            max_rows: u64::MAX,
+            max_result_bytes: u64::MAX,
+            max_param_bytes: u64::MAX,
+            statement_timeout: None,
+            deadline: Instant::now() + Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Session {
     db: Arc<Database>,
     access: Access,
-    max_rows: u64,
+    limits: SessionLimits,
     conn: Option<Conn>,
-    /// The read-only wrapper transaction is open.
-    wrapper_open: bool,
+    /// What the server said about this session when it started (PostgreSQL).
+    server: Option<ServerSession>,
     /// The id of the open guest transaction, if any; ids never repeat within a session, so a
     /// finished transaction's handle cannot reach a newer one.
     tx: Option<u64>,
@@ -48,13 +81,13 @@ pub enum Route {
 }
 
 impl Session {
-    pub fn new(db: Arc<Database>, access: Access, max_rows: u64) -> SharedSession {
+    pub fn new(db: Arc<Database>, access: Access, limits: SessionLimits) -> SharedSession {
         Arc::new(Mutex::new(Session {
             db,
             access,
-            max_rows,
+            limits,
             conn: None,
-            wrapper_open: false,
+            server: None,
             tx: None,
             next_tx: 1,
             busy: false,
@@ -95,20 +128,95 @@ impl Session {
     }
 
     /// The session's connection, taken from the pool on first use.
+    ///
+    /// If the previous operation never finished (a cursor dropped mid-result, a cancelled
+    /// call), the connection may still be busy on the server: it is ended there and replaced.
+    /// A transaction open on it is lost with it, and the caller hears so.
     async fn conn(&mut self) -> Result<&mut Conn, DbError> {
+        if self.busy {
+            self.busy = false;
+            if let Some(conn) = self.conn.take() {
+                self.end_on_server(conn).await;
+                if self.tx.take().is_some() {
+                    return Err(DbError::invalid(
+                        self.name(),
+                        "the open transaction was rolled back: a cursor was closed before its \
+                         end (or a call was interrupted), which ends the connection it ran on; \
+                         begin a new transaction",
+                    ));
+                }
+            }
+        }
         if self.conn.is_none() {
             let mut conn = self.db.acquire().await?;
-            if self.access == Access::ReadOnly {
-                let begin = match self.db.backend() {
-                    Backend::Postgresql => "BEGIN READ ONLY",
-                    _ => "BEGIN",
-                };
-                conn.run_raw(&self.db, begin).await?;
-                self.wrapper_open = true;
-            }
+            let timeout = self.server_statement_timeout();
+            let read_only = self.access == Access::ReadOnly;
+            self.server = conn.start_session(&self.db, read_only, timeout).await?;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection just set"))
+    }
+
+    /// What the server enforces per statement: the manifest's and the database's statement
+    /// timeouts, and never past the run's deadline.
+    fn server_statement_timeout(&self) -> Duration {
+        let left = self
+            .limits
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        [self.limits.statement_timeout, self.db.statement_timeout()]
+            .into_iter()
+            .flatten()
+            .fold(left, Duration::min)
+    }
+
+    /// Ends a connection whose state is unknown: its backend is terminated on the server (so
+    /// no statement keeps running and no lock stays held), then it is closed.
+    async fn end_on_server(&mut self, conn: Conn) {
+        if let Some(server) = self.server.take() {
+            self.db.terminate_backend(server.pid).await;
+        }
+        conn.discard().await;
+    }
+
+    /// Refuses a read-only statement that calls a function with side effects. The names come
+    /// from the parse tree; the database says what each one is.
+    async fn check_functions(&mut self, stmt: &Statement) -> Result<(), DbError> {
+        if stmt.functions.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        let conn = self.conn().await?;
+        conn.check_functions(&db, &stmt.functions).await
+    }
+
+    /// The statement for `sql` under this session's grant, and the values to bind.
+    fn prepare<'p>(
+        &self,
+        sql: &str,
+        params: &'p Params,
+    ) -> Result<(Arc<Statement>, Vec<&'p Value>), DbError> {
+        let stmt = self.db.guest_statement(sql, self.access)?;
+        let values = bind_order(&stmt, params, self.name())?;
+        self.check_param_bytes(&values)?;
+        Ok((stmt, values))
+    }
+
+    fn check_param_bytes(&self, values: &[&Value]) -> Result<(), DbError> {
+        let bytes: u64 = values.iter().map(|v| value_bytes(v)).sum();
+        if bytes > self.limits.max_param_bytes {
+            return Err(DbError::invalid(
+                self.name(),
+                format!(
+                    "the parameters hold {} MiB, more than the {} MiB allowed per parameter set \
+                     (manifest [limits] max-param-mb)",
+                    bytes >> 20,
+                    self.limits.max_param_bytes >> 20
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Runs `sql` as one statement and returns its rows.
@@ -119,15 +227,13 @@ impl Session {
         params: &Params,
     ) -> Result<RowSet, DbError> {
         self.check_route(route)?;
-        let stmt = Statement::for_guest(sql, self.db.backend(), self.access, self.name())?;
-        let values = bind_order(&stmt, params, self.name())?;
-        let (db, max_rows) = (self.db.clone(), self.max_rows);
+        let (stmt, values) = self.prepare(sql, params)?;
+        self.check_functions(&stmt).await?;
+        let (db, limits) = (self.db.clone(), self.limits);
+        self.conn().await?;
         self.busy = true;
-        let result = self
-            .conn()
-            .await?
-            .query(&db, &stmt, &values, max_rows)
-            .await;
+        let conn = self.conn.as_mut().expect("connected above");
+        let result = conn.query(&db, &stmt, &values, &limits).await;
         self.busy = false;
         result
     }
@@ -140,11 +246,13 @@ impl Session {
         params: &Params,
     ) -> Result<u64, DbError> {
         self.check_route(route)?;
-        let stmt = Statement::for_guest(sql, self.db.backend(), self.access, self.name())?;
-        let values = bind_order(&stmt, params, self.name())?;
+        let (stmt, values) = self.prepare(sql, params)?;
+        self.check_functions(&stmt).await?;
         let db = self.db.clone();
+        self.conn().await?;
         self.busy = true;
-        let result = self.conn().await?.execute(&db, &stmt, &values).await;
+        let conn = self.conn.as_mut().expect("connected above");
+        let result = conn.execute(&db, &stmt, &values).await;
         self.busy = false;
         result
     }
@@ -159,29 +267,33 @@ impl Session {
         sets: &[Params],
     ) -> Result<u64, DbError> {
         self.check_route(route)?;
-        let stmt = Statement::for_guest(sql, self.db.backend(), self.access, self.name())?;
-        let ordered: Vec<Vec<&Value>> = sets
-            .iter()
-            .enumerate()
-            .map(|(i, p)| bind_order(&stmt, p, self.name()).map_err(|e| with_set_index(e, i)))
-            .collect::<Result<_, _>>()?;
+        let stmt = self.db.guest_statement(sql, self.access)?;
+        let mut ordered: Vec<Vec<&Value>> = Vec::with_capacity(sets.len());
+        for (i, params) in sets.iter().enumerate() {
+            let values =
+                bind_order(&stmt, params, self.name()).map_err(|e| with_set_index(e, i))?;
+            self.check_param_bytes(&values)
+                .map_err(|e| with_set_index(e, i))?;
+            ordered.push(values);
+        }
         if ordered.is_empty() {
             return Ok(0);
         }
-        let nested = self.tx.is_some() || self.wrapper_open;
-        let (open, keep, undo) = if nested {
+        self.check_functions(&stmt).await?;
+        let (open, keep, undo) = if self.tx.is_some() {
             (
                 "SAVEPOINT flowhost_batch",
                 "RELEASE SAVEPOINT flowhost_batch",
                 "ROLLBACK TO SAVEPOINT flowhost_batch; RELEASE SAVEPOINT flowhost_batch",
             )
         } else {
-            (begin_write(self.db.backend()), "COMMIT", "ROLLBACK")
+            (self.begin_sql(), "COMMIT", "ROLLBACK")
         };
         let db = self.db.clone();
         let dialect = db.backend().dialect();
+        self.conn().await?;
         self.busy = true;
-        let conn = self.conn().await?;
+        let conn = self.conn.as_mut().expect("connected above");
         conn.run_raw(&db, open).await?;
         // Many rows per statement when the statement allows it; if that fails for any reason
         // (a constraint, ON CONFLICT touching a row twice), undo and go row by row, which
@@ -206,17 +318,30 @@ impl Session {
         result
     }
 
+    /// How a guest transaction starts under this grant.
+    fn begin_sql(&self) -> &'static str {
+        match (self.db.backend(), self.access) {
+            // The session default is already read-only; saying it again costs nothing and does
+            // not depend on the default surviving whatever the flow's functions did.
+            (Backend::Postgresql, Access::ReadOnly) => "BEGIN READ ONLY",
+            // Take the write lock up front: a deferred transaction that later upgrades can
+            // fail with SQLITE_BUSY midway instead of waiting its turn.
+            (Backend::Sqlite, Access::ReadWrite) => "BEGIN IMMEDIATE",
+            _ => "BEGIN",
+        }
+    }
+
     /// Starts a guest transaction and returns its id.
     pub async fn begin(&mut self) -> Result<u64, DbError> {
         self.check_route(Route::Connection)?;
-        let sql = if self.access == Access::ReadOnly {
-            "SAVEPOINT flowhost_tx"
-        } else {
-            begin_write(self.db.backend())
-        };
-        let db = self.db.clone();
+        let (db, sql) = (self.db.clone(), self.begin_sql());
+        self.conn().await?;
         self.busy = true;
-        self.conn().await?.run_raw(&db, sql).await?;
+        self.conn
+            .as_mut()
+            .expect("connected above")
+            .run_raw(&db, sql)
+            .await?;
         self.busy = false;
         let id = self.next_tx;
         self.next_tx += 1;
@@ -227,63 +352,43 @@ impl Session {
     /// Ends guest transaction `id`, keeping (`commit`) or discarding its work.
     pub async fn end(&mut self, id: u64, commit: bool) -> Result<(), DbError> {
         self.check_route(Route::Transaction(id))?;
-        let sql = match (self.access, commit) {
-            (Access::ReadOnly, true) => "RELEASE SAVEPOINT flowhost_tx",
-            (Access::ReadOnly, false) => {
-                "ROLLBACK TO SAVEPOINT flowhost_tx; RELEASE SAVEPOINT flowhost_tx"
-            }
-            (Access::ReadWrite, true) => "COMMIT",
-            (Access::ReadWrite, false) => "ROLLBACK",
-        };
+        let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+        let db = self.db.clone();
+        self.conn().await?;
         // Whatever happens below, this transaction is over: a failed COMMIT has rolled back.
         self.tx = None;
-        let db = self.db.clone();
         self.busy = true;
-        let result = self.conn().await?.run_raw(&db, sql).await;
-        self.busy = false;
-        if result.is_err() && self.access == Access::ReadWrite {
+        let conn = self.conn.as_mut().expect("connected above");
+        let result = conn.run_raw(&db, sql).await;
+        if result.is_err() {
             // PostgreSQL ends the transaction on a failed COMMIT; SQLite may not. Make sure.
-            let _ = self.conn().await?.run_raw(&db, "ROLLBACK").await;
+            let _ = conn.run_raw(&db, "ROLLBACK").await;
         }
+        self.busy = false;
         result
     }
 
-    /// Rolls back whatever is open, resets session state and returns the connection to the
-    /// pool; a connection whose state cannot be restored is closed instead.
+    /// Rolls back whatever is open, resets every piece of session state and returns the
+    /// connection to the pool. A connection that was interrupted mid-statement, or whose reset
+    /// cannot be verified, is ended on the server and closed instead.
     pub async fn finish(&mut self) {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let open = self.tx.take().is_some() || std::mem::take(&mut self.wrapper_open);
-        let mut clean = !std::mem::take(&mut self.busy);
-        if clean && open {
-            clean = conn.run_raw(&self.db, "ROLLBACK").await.is_ok();
+        let open = self.tx.take().is_some();
+        let interrupted = std::mem::take(&mut self.busy);
+        let reset = match interrupted {
+            true => Err("a statement was interrupted".to_owned()),
+            false => {
+                conn.reset_session(&self.db, open, self.server.as_ref())
+                    .await
+            }
+        };
+        if let Err(why) = reset {
+            tracing::warn!(database = %self.db.name(), reason = %why, "ending a connection whose session state is not known to be clean instead of returning it to the pool");
+            self.end_on_server(conn).await;
         }
-        if clean && self.access == Access::ReadWrite && self.db.backend() == Backend::Postgresql {
-            // Guests cannot issue SET, LISTEN or advisory locks, but DO blocks and functions
-            // can; undo anything of the kind so the next run starts from a clean session.
-            // (Not DISCARD ALL: it would drop the prepared statements sqlx caches.)
-            clean = conn
-                .run_raw(
-                    &self.db,
-                    "RESET ALL; SELECT pg_advisory_unlock_all(); UNLISTEN *; DISCARD TEMP",
-                )
-                .await
-                .is_ok();
-        }
-        if !clean {
-            tracing::warn!(database = %self.db.name(), "closing a connection whose state is unknown instead of returning it to the pool");
-            conn.discard().await;
-        }
-    }
-}
-
-fn begin_write(backend: Backend) -> &'static str {
-    match backend {
-        // Take the write lock up front: a deferred transaction that later upgrades can fail
-        // with SQLITE_BUSY midway instead of waiting its turn.
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        _ => "BEGIN",
+        self.server = None;
     }
 }
 
@@ -328,6 +433,7 @@ async fn insert_many_rows(
             sql: template.render(chunk.len(), db.backend().dialect()).into(),
             placeholders: Placeholders::Positional(chunk.len() * template.params_per_row()),
             kind: StatementKind::Write,
+            functions: Vec::new(),
         };
         let values: Vec<&Value> = chunk.iter().flatten().copied().collect();
         total += conn.execute(db, &stmt, &values).await?;
@@ -371,8 +477,15 @@ pub struct CursorStream {
     rows: mpsc::Receiver<Result<Vec<Vec<Value>>, DbError>>,
     pending: VecDeque<Vec<Value>>,
     finished: bool,
-    reader: tokio::task::JoinHandle<()>,
+    /// Most bytes of values one `next` hands over.
+    max_bytes: u64,
+    database: String,
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// Most bytes of values a reader batches per message: with [`CURSOR_CHUNK`] rows this bounds
+/// what a cursor holds in the host while the guest is busy, however wide its rows are.
+const CURSOR_CHUNK_BYTES: u64 = 1 << 20;
 
 impl CursorStream {
     pub async fn open(
@@ -388,12 +501,12 @@ impl CursorStream {
             )
         })?;
         guard.check_route(route)?;
-        let stmt = Statement::for_guest(sql, guard.db.backend(), guard.access, guard.name())?;
-        let values: Vec<Value> = bind_order(&stmt, params, guard.name())?
-            .into_iter()
-            .cloned()
-            .collect();
+        let (stmt, values) = guard.prepare(sql, params)?;
+        let values: Vec<Value> = values.into_iter().cloned().collect();
+        guard.check_functions(&stmt).await?;
         guard.conn().await?;
+        let max_bytes = guard.limits.max_result_bytes;
+        let database = guard.name().to_owned();
         let (columns_tx, columns_rx) = oneshot::channel();
         let (rows_tx, rows_rx) = mpsc::channel(2);
         let reader = tokio::spawn(async move {
@@ -417,16 +530,30 @@ impl CursorStream {
                 return;
             }
             let mut chunk = Vec::with_capacity(CURSOR_CHUNK);
+            let mut chunk_bytes = 0;
             loop {
                 match stream.try_next().await {
                     Ok(Some(row)) => {
+                        let bytes = row_bytes(&row);
+                        if bytes > max_bytes {
+                            let _ = rows_tx
+                                .send(Err(too_large(db.name(), max_bytes, "one row")))
+                                .await;
+                            // The rest of the result is still coming: leave `busy` set so the
+                            // connection is ended rather than reused mid-result.
+                            return;
+                        }
                         chunk.push(row);
-                        if chunk.len() == CURSOR_CHUNK
+                        chunk_bytes += bytes;
+                        if (chunk.len() == CURSOR_CHUNK || chunk_bytes >= CURSOR_CHUNK_BYTES)
                             && rows_tx.send(Ok(std::mem::take(&mut chunk))).await.is_err()
                         {
                             // The guest dropped the cursor mid-result; `busy` stays set so the
-                            // half-read connection is closed, not pooled.
+                            // half-read connection is ended, not reused.
                             return;
+                        }
+                        if chunk.is_empty() {
+                            chunk_bytes = 0;
                         }
                     }
                     Ok(None) => break,
@@ -459,7 +586,9 @@ impl CursorStream {
             rows: rows_rx,
             pending: VecDeque::new(),
             finished: false,
-            reader,
+            max_bytes,
+            database,
+            reader: Some(reader),
         })
     }
 
@@ -467,7 +596,9 @@ impl CursorStream {
         &self.columns
     }
 
-    /// Up to `max` further rows; empty once the result is exhausted.
+    /// Up to `max` further rows, and never more than the result-size limit in bytes (at least
+    /// one row, which the reader has already checked against it); empty once the result is
+    /// exhausted.
     pub async fn next(&mut self, max: u32) -> Result<Vec<Vec<Value>>, DbError> {
         let max = max.max(1) as usize;
         while self.pending.len() < max && !self.finished {
@@ -480,8 +611,36 @@ impl CursorStream {
                 None => self.finished = true,
             }
         }
-        let n = max.min(self.pending.len());
-        Ok(self.pending.drain(..n).collect())
+        let mut out = Vec::with_capacity(max.min(self.pending.len()));
+        let mut bytes = 0;
+        while out.len() < max {
+            let Some(row) = self.pending.front() else {
+                break;
+            };
+            bytes += row_bytes(row);
+            if bytes > self.max_bytes && !out.is_empty() {
+                break;
+            }
+            out.extend(self.pending.pop_front());
+        }
+        Ok(out)
+    }
+
+    /// Stops the reader and waits until it has let go of the session, so the connection's
+    /// next call finds it free (and, if the result was not read to its end, ends it).
+    pub async fn close(mut self) {
+        self.rows.close();
+        if let Some(reader) = self.reader.take() {
+            if !self.finished {
+                reader.abort();
+            }
+            let _ = reader.await;
+        }
+    }
+
+    /// The database this cursor reads from, for messages.
+    pub fn database(&self) -> &str {
+        &self.database
     }
 }
 
@@ -490,8 +649,42 @@ impl Drop for CursorStream {
         // Closing the channel makes the reader stop at its next send; aborting covers a reader
         // still waiting on the server.
         self.rows.close();
-        if !self.finished {
-            self.reader.abort();
+        if let Some(reader) = &self.reader
+            && !self.finished
+        {
+            reader.abort();
         }
     }
+}
+
+/// Approximate bytes a value takes in memory: what the result-size limits count.
+pub fn value_bytes(value: &Value) -> u64 {
+    let payload = match value {
+        Value::Null | Value::Boolean(_) | Value::Int(_) | Value::Float(_) => 0,
+        Value::Bytes(b) => b.len(),
+        Value::Decimal(s)
+        | Value::Text(s)
+        | Value::Uuid(s)
+        | Value::Date(s)
+        | Value::Time(s)
+        | Value::Timestamp(s)
+        | Value::TimestampTz(s)
+        | Value::Json(s) => s.len(),
+    };
+    16 + payload as u64
+}
+
+pub fn row_bytes(row: &[Value]) -> u64 {
+    row.iter().map(value_bytes).sum()
+}
+
+pub(super) fn too_large(database: &str, max_bytes: u64, what: &str) -> DbError {
+    DbError::invalid(
+        database,
+        format!(
+            "{what} of the result holds more than {} MiB (manifest [limits] max-result-mb); \
+             select fewer or narrower columns, or read with a cursor",
+            max_bytes >> 20
+        ),
+    )
 }

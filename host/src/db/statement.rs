@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::bindings::types::{Params, Value};
 use crate::manifest::Access;
+use crate::sql::postgres::{FunctionName, Refusal};
 use crate::sql::{self, Placeholders, StatementKind};
 
 use super::{Backend, DbError};
@@ -17,6 +18,9 @@ pub struct Statement {
     pub sql: Arc<str>,
     pub placeholders: Placeholders,
     pub kind: StatementKind,
+    /// Functions a read-only PostgreSQL statement calls; the session resolves each against the
+    /// database (`pg_proc`) and refuses the statement if one may have side effects.
+    pub functions: Vec<FunctionName>,
 }
 
 impl Statement {
@@ -31,6 +35,9 @@ impl Statement {
         access: Access,
         database: &str,
     ) -> Result<Statement, DbError> {
+        if backend == Backend::Postgresql {
+            return Self::for_postgres(sql, access, database);
+        }
         let dialect = backend.dialect();
         let classified =
             sql::classify(sql, dialect).map_err(|e| DbError::invalid(database, e.to_string()))?;
@@ -81,6 +88,28 @@ impl Statement {
             sql: Arc::from(rewritten.sql),
             placeholders: rewritten.placeholders,
             kind: classified.kind,
+            functions: Vec::new(),
+        })
+    }
+
+    /// PostgreSQL: rewrite the placeholders, then judge the rewritten text (exactly what the
+    /// server will run) with PostgreSQL's own parser.
+    fn for_postgres(sql: &str, access: Access, database: &str) -> Result<Statement, DbError> {
+        let rewritten = sql::rewrite(sql, sql::Dialect::Postgres)
+            .map_err(|e| DbError::invalid(database, e.to_string()))?;
+        let read_only = access == Access::ReadOnly;
+        let checked = sql::postgres::check(&rewritten.sql, read_only).map_err(|e| match e {
+            Refusal::NotARead(_) | Refusal::Forbidden(_) if read_only => DbError::ReadOnly {
+                database: database.to_owned(),
+                reason: e.to_string(),
+            },
+            other => DbError::invalid(database, other.to_string()),
+        })?;
+        Ok(Statement {
+            sql: Arc::from(rewritten.sql),
+            placeholders: rewritten.placeholders,
+            kind: checked.kind,
+            functions: checked.functions,
         })
     }
 }

@@ -79,7 +79,7 @@ impl database::Host for HostState {
             tracing::warn!(flow = %self.flow, run = %self.run_id, database = %name, "flow tried to open a database it was not granted");
             return Ok(Err(db::DbError::NotGranted(name).to_wit()));
         };
-        let session = Session::new(grant.database.clone(), grant.access, self.max_rows);
+        let session = Session::new(grant.database.clone(), grant.access, self.session_limits());
         self.sessions.push(session.clone());
         let access = grant.access;
         Ok(Ok(self.table.push(ConnectionResource {

@@ -226,9 +226,10 @@ impl Runtime {
             .tables(64)
             .memories(16)
             .build();
-        let state = HostState::new(grants, store_limits, limits.max_rows, flow, run_id);
+        let deadline = std::time::Instant::now() + limits.timeout;
+        let state = HostState::new(grants, store_limits, *limits, deadline, flow, run_id);
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.store_limits);
         let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();

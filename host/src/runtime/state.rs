@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::db::{Database, SharedSession};
-use crate::manifest::Access;
+use crate::db::{Database, SessionLimits, SharedSession};
+use crate::manifest::{Access, Limits};
 
 /// A database this run may open, resolved before the guest starts.
 #[derive(Debug, Clone)]
@@ -25,10 +26,13 @@ pub const CAPTURE_LIMIT: usize = 1 << 20;
 pub struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) store_limits: StoreLimits,
     pub(crate) grants: HashMap<String, Grant>,
     pub(crate) sessions: Vec<SharedSession>,
-    pub(crate) max_rows: u64,
+    /// The manifest's limits for this run.
+    pub(crate) limits: Limits,
+    /// When the run's time is up.
+    pub(crate) deadline: Instant,
     pub(crate) flow: String,
     pub(crate) run_id: String,
     pub(crate) stdout: MemoryOutputPipe,
@@ -40,8 +44,9 @@ impl HostState {
     /// the flow reaches the outside only through the grants.
     pub fn new(
         grants: HashMap<String, Grant>,
-        limits: StoreLimits,
-        max_rows: u64,
+        store_limits: StoreLimits,
+        limits: Limits,
+        deadline: Instant,
         flow: &str,
         run_id: &str,
     ) -> HostState {
@@ -59,14 +64,28 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            store_limits,
             grants,
             sessions: Vec::new(),
-            max_rows,
+            limits,
+            deadline,
             flow: flow.to_owned(),
             run_id: run_id.to_owned(),
             stdout,
             stderr,
+        }
+    }
+}
+
+impl HostState {
+    /// The limits every database session of this run works under.
+    pub(crate) fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_rows: self.limits.max_rows,
+            max_result_bytes: self.limits.max_result_bytes,
+            max_param_bytes: self.limits.max_param_bytes,
+            statement_timeout: self.limits.statement_timeout,
+            deadline: self.deadline,
         }
     }
 }

@@ -226,6 +226,16 @@ impl<'a> Stmt<'a> {
             }
             "SET" | "RESET" | "DISCARD" | "LISTEN" | "UNLISTEN" | "NOTIFY" | "LOAD" | "PREPARE"
             | "DEALLOCATE" | "PRAGMA" | "ATTACH" | "DETACH" | "USE" => session(),
+            // SQLite's VACUUM INTO writes a copy of the database to any file the host can write.
+            "VACUUM"
+                if self.dialect == Dialect::Sqlite
+                    && (next..self.toks.len()).any(|i| self.is(i, &["INTO"])) =>
+            {
+                verdict(
+                    SessionControl,
+                    "VACUUM INTO writes a copy of the database to a file on the host",
+                )
+            }
             // Postgres prepared statements and cursors are session state.
             "EXECUTE" | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" if pg => session(),
             _ => verdict(Other, format!("{kw} is not a plain read or write")),

@@ -193,7 +193,13 @@ impl Lexer<'_> {
                 K::Whitespace
             }
             b'-' if next == Some(b'-') => {
-                self.pos = skip_while(bytes, start + 2, |b| b != b'\n');
+                // PostgreSQL's scanner ends a `--` comment at `\r` as well as `\n` (scan.l:
+                // `non_newline [^\n\r]`), so a comment that ended only at `\n` here would hide
+                // text the server runs. SQLite's tokenizer stops at `\n` alone.
+                self.pos = match d {
+                    Dialect::Sqlite => skip_while(bytes, start + 2, |b| b != b'\n'),
+                    _ => skip_while(bytes, start + 2, |b| b != b'\n' && b != b'\r'),
+                };
                 K::LineComment
             }
             b'/' if next == Some(b'*') => self.block_comment(start)?,
@@ -492,6 +498,8 @@ mod tests {
         );
         assert_eq!(pg("/*/ x */"), "BlockComment:/*/ x */");
         assert_eq!(pg("1-- c"), "Number:1 LineComment:-- c");
+        // A carriage return ends a PostgreSQL comment: what follows it is SQL the server runs.
+        assert_eq!(pg("--\rCOPY"), "LineComment:-- Word:COPY");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod classify;
 pub mod lexer;
 pub mod params;
+pub mod postgres;
 pub mod split;
 #[cfg(test)]
 mod split_tsql_tests;

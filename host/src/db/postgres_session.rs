@@ -1,0 +1,233 @@
+//! PostgreSQL session hygiene: starting a guest session with the run's limits, resolving the
+//! functions a read-only statement calls, resetting the session when the run ends, and ending
+//! a stuck backend from another connection.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor, PgConnection, Row};
+
+use super::{Database, DbError, ServerSession};
+use crate::sql::postgres::{FUNCTION_VOLATILITY_SQL, FunctionName, function_allowed};
+
+/// Starts a guest session: one round trip that sets the statement timeout, asks the server to
+/// notice a vanished client within a second (so a killed host does not leave statements
+/// running), makes every transaction read-only for a read-only grant, and reads what the reset
+/// and the cancel path need.
+pub async fn start_session(
+    conn: &mut PgConnection,
+    db: &Database,
+    read_only: bool,
+    statement_timeout: Duration,
+) -> Result<ServerSession, DbError> {
+    let mut sql = format!(
+        "SET statement_timeout = {}; ",
+        statement_timeout.as_millis().max(1)
+    );
+    // client_connection_check_interval exists from PostgreSQL 14 on.
+    if conn.server_version_num().unwrap_or(0) >= 140_000 {
+        sql.push_str("SET client_connection_check_interval = 1000; ");
+    }
+    if read_only {
+        sql.push_str("SET default_transaction_read_only = on; ");
+    }
+    sql.push_str(
+        "SELECT pg_backend_pid(), session_user::text, \
+         current_setting('standard_conforming_strings')",
+    );
+    let rows = conn
+        .fetch_all(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
+        .await
+        .map_err(|e| db.error(e))?;
+    let row = rows.last().ok_or_else(|| {
+        DbError::invalid(db.name(), "the server did not answer the session set-up")
+    })?;
+    let (pid, login_user, conforming): (i32, String, String) = (
+        row.try_get(0).map_err(|e| db.error(e))?,
+        row.try_get(1).map_err(|e| db.error(e))?,
+        row.try_get(2).map_err(|e| db.error(e))?,
+    );
+    if conforming != "on" {
+        // Statements are judged by PostgreSQL's parser with standard_conforming_strings on;
+        // with it off, backslashes in strings would read differently on the server.
+        return Err(DbError::invalid(
+            db.name(),
+            "the server has standard_conforming_strings = off; flowhost checks statements as \
+             PostgreSQL parses them with it on, so set it on for flowhost's role (ALTER ROLE \
+             ... SET standard_conforming_strings = on)",
+        ));
+    }
+    Ok(ServerSession { pid, login_user })
+}
+
+/// Undoes whatever a run could have left on its session, then checks: role and session
+/// authorization back at the login role, no prepared statements but the driver's own, no
+/// advisory locks. The reset is one round trip and the check rides along with it.
+pub async fn reset_session(
+    conn: &mut PgConnection,
+    db: &Database,
+    server: Option<&ServerSession>,
+) -> Result<(), String> {
+    const RESET: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; \
+        SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
+        SELECT session_user::text, current_user::text, \
+        (SELECT count(*) FROM pg_prepared_statements WHERE from_sql), \
+        (SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql), \
+        (SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory')";
+    let rows = conn
+        .fetch_all(sqlx::raw_sql(RESET))
+        .await
+        .map_err(|e| format!("the session reset failed: {}", db.error(e)))?;
+    let row = rows.last().ok_or("the session reset returned nothing")?;
+    let get = |i: usize| -> Result<i64, String> { row.try_get(i).map_err(|e| e.to_string()) };
+    let (session_user, current_user): (String, String) = (
+        row.try_get(0).map_err(|e| e.to_string())?,
+        row.try_get(1).map_err(|e| e.to_string())?,
+    );
+    let (from_sql, protocol, advisory) = (get(2)?, get(3)?, get(4)?);
+    if let Some(server) = server
+        && (session_user != server.login_user || current_user != server.login_user)
+    {
+        return Err(format!(
+            "the session is still running as role '{current_user}' (session '{session_user}'), \
+             not '{}'",
+            server.login_user
+        ));
+    }
+    if advisory != 0 {
+        return Err(format!("{advisory} advisory lock(s) survived the reset"));
+    }
+    // The driver caches its prepared statements per connection; if the flow deallocated some
+    // (or prepared its own), the cache no longer matches the server and the next run would
+    // fail with `prepared statement "sqlx_s_1" does not exist`. Start both afresh.
+    if from_sql != 0 || protocol != conn.cached_statements_size() as i64 {
+        conn.clear_cached_statements()
+            .await
+            .map_err(|e| format!("clearing the statement cache failed: {}", db.error(e)))?;
+        conn.execute("DEALLOCATE ALL")
+            .await
+            .map_err(|e| format!("DEALLOCATE ALL failed: {}", db.error(e)))?;
+    }
+    Ok(())
+}
+
+/// How long a verdict on a function name is trusted; functions can be created or altered.
+const VERDICT_TTL: Duration = Duration::from_secs(60);
+
+/// Verdicts on function names for read-only statements, per database, shared by every run.
+#[derive(Debug, Default)]
+pub struct FunctionVerdicts {
+    known: Mutex<HashMap<FunctionName, (bool, Instant)>>,
+}
+
+impl FunctionVerdicts {
+    fn get(&self, name: &FunctionName) -> Option<bool> {
+        let known = self.known.lock().expect("function verdicts");
+        known
+            .get(name)
+            .filter(|(_, at)| at.elapsed() < VERDICT_TTL)
+            .map(|(ok, _)| *ok)
+    }
+
+    fn put(&self, name: FunctionName, ok: bool) {
+        let mut known = self.known.lock().expect("function verdicts");
+        if known.len() >= 4096 {
+            known.clear();
+        }
+        known.insert(name, (ok, Instant::now()));
+    }
+}
+
+/// Refuses a read-only statement that calls a function which may have side effects. Every
+/// function of that name (in the named schema, or in any schema when unqualified: the
+/// search path could reach any of them) must be non-volatile, or on a short list of volatile
+/// functions that only compute a value.
+pub async fn check_functions(
+    conn: &mut PgConnection,
+    db: &Database,
+    verdicts: &FunctionVerdicts,
+    functions: &[FunctionName],
+) -> Result<(), DbError> {
+    let mut unknown = Vec::new();
+    for f in functions {
+        match verdicts.get(f) {
+            Some(true) => {}
+            Some(false) => return Err(refuse(db, f)),
+            None => unknown.push(f),
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = unknown.iter().map(|f| f.name.clone()).collect();
+    let rows = sqlx::query(FUNCTION_VOLATILITY_SQL)
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db.error(e))?;
+    let candidates: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(|e| db.error(e))?;
+    for f in unknown {
+        let volatilities: Vec<char> = candidates
+            .iter()
+            .filter(|(schema, name, _)| {
+                *name == f.name && f.schema.as_ref().is_none_or(|s| s == schema)
+            })
+            .filter_map(|(_, _, v)| v.chars().next())
+            .collect();
+        let ok = function_allowed(&f.name, &volatilities);
+        // A name with no function behind it fails on the server; a later CREATE FUNCTION
+        // must not find it pre-approved.
+        if !volatilities.is_empty() {
+            verdicts.put(f.clone(), ok);
+        }
+        if !ok {
+            return Err(refuse(db, f));
+        }
+    }
+    Ok(())
+}
+
+fn refuse(db: &Database, f: &FunctionName) -> DbError {
+    DbError::ReadOnly {
+        database: db.name().to_owned(),
+        reason: format!(
+            "{f} may change data or session state (it is VOLATILE in pg_proc, or reaches \
+             outside the database); a read-only grant calls only functions without side effects"
+        ),
+    }
+}
+
+/// Ends backend `pid`, waiting up to 5 s for it to go (PostgreSQL 14+), from an idle pooled
+/// connection or, when the pool has none to spare, a fresh one.
+pub async fn terminate_backend(
+    pool: &sqlx::PgPool,
+    pid: i32,
+    connect_timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    let run = async |conn: &mut PgConnection| -> Result<(), sqlx::Error> {
+        let sql = if conn.server_version_num().unwrap_or(0) >= 140_000 {
+            "SELECT pg_terminate_backend($1, 5000)"
+        } else {
+            "SELECT pg_terminate_backend($1)"
+        };
+        sqlx::query(sql).bind(pid).execute(&mut *conn).await?;
+        Ok(())
+    };
+    if let Some(mut pooled) = pool.try_acquire() {
+        return run(&mut pooled).await;
+    }
+    let options = (*pool.connect_options())
+        .clone()
+        .application_name("flowhost-terminate");
+    let mut conn = tokio::time::timeout(connect_timeout, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    let result = run(&mut conn).await;
+    let _ = conn.close().await;
+    result
+}
