@@ -23,8 +23,9 @@ test: deps
 deps: wasm-target
 	@ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so >/dev/null 2>&1 || { \
 	  echo "libclang is missing (pg_query's build needs it); installing Debian's libclang-dev"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q libclang-dev >/dev/null; \
-	  else sudo apt-get install -y -q libclang-dev >/dev/null; fi || { \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get install -y -q libclang-dev >/dev/null 2>&1 || \
+	  { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q libclang-dev >/dev/null; } || { \
 	    echo "could not install libclang-dev: install libclang (Debian/Ubuntu: apt-get install libclang-dev) and retry"; exit 1; }; }
 
 # rustup target add is idempotent, but skip the network round trip when it is there.
@@ -39,12 +40,12 @@ build: deps
 	$(CARGO) build --release --workspace
 
 # flowhost vs native sqlx on the same work, printed as a table (needs PostgreSQL, like test).
-bench: wasm-target
+bench: deps
 	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example bench
 
 # `flowhost migrate` (the release binary, whole processes) vs psql applying the same 100 files,
 # and migrate validate/info over 1,000-10,000 files; prints tables (needs PostgreSQL and psql).
-bench-migrate:
+bench-migrate: deps
 	$(CARGO) build --release -p flowhost --bin flowhost
 	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example migrate_bench
 

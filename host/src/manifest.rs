@@ -588,7 +588,7 @@ access = "read-only"
             ),
             "{e}"
         );
-        assert!(e.starts_with("flows/rpa1.toml:13:1: "), "{e}");
+        assert!(e.starts_with("flows/rpa1.toml:18:1: "), "{e}");
 
         let e = error("[flow]\nname = \"x\"\nnmae = \"y\"\n");
         assert!(e.starts_with("flows/rpa1.toml:3:"), "{e}");

@@ -117,7 +117,7 @@ impl Host {
             .placeholders()?
             .map(migrate::Placeholders::new);
         for (name, grant) in &manifest.databases {
-            let database = self.databases.get(name).await?;
+            let database = self.databases.for_grant(name, grant.access).await?;
             database.ping().await?;
             if let Some(dir) = &grant.migrations {
                 let report = migrate::migrate(&database, dir, &migrate_options).await?;

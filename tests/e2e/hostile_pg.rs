@@ -71,13 +71,13 @@ impl Lab {
             "no table was created (secrets, its key, s)"
         );
         let leftovers = self.db.column(&format!(
-            "SELECT (SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+            "SELECT ((SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
                      WHERE d.datname = '{name}' AND l.pid <> pg_backend_pid())
                   + (SELECT count(*) FROM pg_replication_slots)
                   + (SELECT count(*) FROM pg_prepared_xacts)
                   + (SELECT count(*) FROM pg_extension WHERE extname = 'dblink')
                   + (SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'
-                     AND pid <> pg_backend_pid() AND state = 'active')",
+                     AND pid <> pg_backend_pid() AND state = 'active'))::text",
             name = self.db.name
         ));
         assert_eq!(
@@ -120,7 +120,7 @@ fn refused(grant: &str, sql: &str, kind: &str, mentions: &str) {
 }
 
 macro_rules! refused {
-    ($($name:ident: $grant:literal, $kind:literal, $mentions:literal, $sql:expr;)*) => {
+    ($($name:ident: $grant:literal, $kind:expr, $mentions:literal, $sql:expr;)*) => {
         $(
             #[test]
             fn $name() {

@@ -17,11 +17,18 @@ pub(crate) enum Setting {
     PoolPrePing,
     DatabaseTimeout,
     ConnectTimeout,
+    ReadonlyConnectionString,
+    RefusePrivilegedRole,
 }
 
 /// Known suffixes, longest first: database names may contain `_`, so the longest suffix that
 /// matches decides where the name ends (`X_CONNECTION_POOL_SIZE` is X's pool size).
 pub(crate) const SUFFIXES: &[(&str, Setting)] = &[
+    (
+        "READONLY_CONNECTION_STRING",
+        Setting::ReadonlyConnectionString,
+    ),
+    ("REFUSE_PRIVILEGED_ROLE", Setting::RefusePrivilegedRole),
     ("CONNECTION_POOL_SIZE", Setting::PoolSize),
     ("CONNECTION_STRING", Setting::ConnectionString),
     ("POOL_IDLE_TIMEOUT", Setting::PoolIdleTimeout),
@@ -47,7 +54,10 @@ impl Setting {
 
     /// TYPE and CONNECTION_STRING only make sense for one database.
     fn allowed_globally(self) -> bool {
-        !matches!(self, Setting::Type | Setting::ConnectionString)
+        !matches!(
+            self,
+            Setting::Type | Setting::ConnectionString | Setting::ReadonlyConnectionString
+        )
     }
 }
 

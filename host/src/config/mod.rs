@@ -179,6 +179,9 @@ pub struct DatabaseConfig {
     pub target: DatabaseTarget,
     /// How its pool behaves.
     pub pool: PoolSettings,
+    /// `READONLY_CONNECTION_STRING`: where read-only grants connect instead (a role that can
+    /// only read), so the database itself enforces the grant.
+    pub readonly_target: Option<DatabaseTarget>,
     /// An embedded SQLite default rather than configured.
     pub embedded: bool,
 }
@@ -367,6 +370,7 @@ impl Config {
                     create_if_missing: true,
                 },
                 pool: self.pool(None)?,
+                readonly_target: None,
                 embedded: true,
             });
         }
@@ -469,16 +473,23 @@ impl Config {
             }
         })?;
         let f = self.resolve(conn)?;
-        let base = match &f.origin {
-            Origin::File { path, .. } => path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            Origin::Process => self.process_base.clone(),
+        let target = self.target_of(&f, declared.as_ref().map(|d| d.0))?;
+        let readonly_target = match settings.get(&Setting::ReadonlyConnectionString) {
+            None => None,
+            Some(a) => {
+                let ro = self.resolve(a)?;
+                let ro_target = self.target_of(&ro, Some(target.kind()))?;
+                if ro_target.kind() != target.kind() {
+                    return Err(ConfigError::TypeMismatch {
+                        key: f.key.clone(),
+                        declared: target.kind(),
+                        connection_key: ro.key,
+                        found: ro_target.kind(),
+                    });
+                }
+                Some(ro_target)
+            }
         };
-        let target = DatabaseTarget::parse(&f.text, declared.as_ref().map(|d| d.0), &base)
-            .map_err(|source| ConfigError::InvalidConnectionString {
-                key: f.key.clone(),
-                origin: f.origin.clone(),
-                source,
-            })?;
         if let Some((kind, type_key)) = declared
             && kind != target.kind()
         {
@@ -493,7 +504,28 @@ impl Config {
             name: name.to_string(),
             target,
             pool: self.pool(Some(settings))?,
+            readonly_target,
             embedded: false,
+        })
+    }
+
+    /// Parses a connection string found in `f`; relative SQLite paths are relative to the
+    /// file that set it.
+    fn target_of(
+        &self,
+        f: &pool::Found,
+        declared: Option<DatabaseKind>,
+    ) -> Result<DatabaseTarget, ConfigError> {
+        let base = match &f.origin {
+            Origin::File { path, .. } => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            Origin::Process => self.process_base.clone(),
+        };
+        DatabaseTarget::parse(&f.text, declared, &base).map_err(|source| {
+            ConfigError::InvalidConnectionString {
+                key: f.key.clone(),
+                origin: f.origin.clone(),
+                source,
+            }
         })
     }
 }

@@ -26,6 +26,9 @@ pub struct PoolSettings {
     pub statement_timeout: Option<Duration>,
     /// `CONNECT_TIMEOUT`: how long opening one connection may take.
     pub connect_timeout: Duration,
+    /// `REFUSE_PRIVILEGED_ROLE`: refuse to run flows on a connection whose role is a superuser
+    /// or may read server files or run server programs (otherwise: a warning).
+    pub refuse_privileged: bool,
 }
 
 /// Defaults, in SQLAlchemy's terms.
@@ -55,6 +58,7 @@ impl Default for PoolSettings {
             test_before_acquire: false,
             statement_timeout: None,
             connect_timeout: defaults::CONNECT_TIMEOUT,
+            refuse_privileged: false,
         }
     }
 }
@@ -111,6 +115,10 @@ pub(crate) fn build(
         },
         statement_timeout: optional_seconds(get(Setting::DatabaseTimeout)?, d.statement_timeout)?,
         connect_timeout: required_seconds(get(Setting::ConnectTimeout)?, d.connect_timeout)?,
+        refuse_privileged: match get(Setting::RefusePrivilegedRole)? {
+            Some(f) => boolean(&f)?,
+            None => d.refuse_privileged,
+        },
     })
 }
 

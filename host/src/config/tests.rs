@@ -351,3 +351,44 @@ fn file_problems_are_reported_with_their_path() {
     assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
     assert!(c.is_embedded_default());
 }
+
+#[test]
+fn read_only_grants_can_have_their_own_connection_string_and_privileged_roles_can_be_refused() {
+    let f = Fixture::new(Some(
+        "DEVELOPMENT_GLOBAL_HUB_CONNECTION_STRING=postgresql://writer@db/hub\n\
+         DEVELOPMENT_GLOBAL_HUB_READONLY_CONNECTION_STRING=postgresql://reader@replica/hub\n\
+         DEVELOPMENT_GLOBAL_REFUSE_PRIVILEGED_ROLE=true\n\
+         DEVELOPMENT_GLOBAL_OTHER_CONNECTION_STRING=postgresql://writer@db/other\n\
+         DEVELOPMENT_GLOBAL_OTHER_REFUSE_PRIVILEGED_ROLE=no\n",
+    ));
+    let config = f.load();
+    let hub = config.database("hub").unwrap();
+    assert_eq!(pg_host(&hub), "db");
+    match hub.readonly_target.as_ref().expect("a read-only target") {
+        DatabaseTarget::Postgres { host, user, .. } => {
+            assert_eq!(
+                (host.as_str(), user.as_deref()),
+                ("replica", Some("reader"))
+            );
+        }
+        other => panic!("not postgres: {other}"),
+    }
+    assert!(hub.pool.refuse_privileged, "the global setting applies");
+    let other = config.database("other").unwrap();
+    assert!(other.readonly_target.is_none());
+    assert!(
+        !other.pool.refuse_privileged,
+        "the per-database setting wins"
+    );
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+}
+
+#[test]
+fn a_read_only_connection_string_of_another_kind_is_an_error() {
+    let f = Fixture::new(Some(
+        "DEVELOPMENT_GLOBAL_HUB_CONNECTION_STRING=postgresql://writer@db/hub\n\
+         DEVELOPMENT_GLOBAL_HUB_READONLY_CONNECTION_STRING=sqlite:///hub.db\n",
+    ));
+    let err = f.load().database("hub").unwrap_err().to_string();
+    assert!(err.contains("HUB_READONLY_CONNECTION_STRING"), "{err}");
+}

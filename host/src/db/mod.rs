@@ -89,6 +89,10 @@ pub struct Database {
     statements: StatementCache,
     /// What this database's `pg_proc` says about function names read-only statements call.
     functions: postgres_session::FunctionVerdicts,
+    /// REFUSE_PRIVILEGED_ROLE: a privileged login role is an error, not a warning.
+    refuse_privileged: bool,
+    /// The privileged-role warning was given (once per pool, not once per run).
+    warned_privileged: std::sync::atomic::AtomicBool,
 }
 
 /// What a session learned from the server when it started; PostgreSQL only.
@@ -163,7 +167,34 @@ impl Database {
             statement_timeout: cfg.pool.statement_timeout,
             statements: StatementCache::default(),
             functions: postgres_session::FunctionVerdicts::default(),
+            refuse_privileged: cfg.pool.refuse_privileged,
+            warned_privileged: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Flows are about to run as `role`, which `what` (a superuser, or a member of the roles
+    /// that reach the server's files and programs): where the host's checks have a gap, such a
+    /// role turns it into access to the database server itself. Warn once, or refuse when
+    /// REFUSE_PRIVILEGED_ROLE is set.
+    pub fn privileged_role(&self, role: &str, what: &str) -> Result<(), DbError> {
+        use std::sync::atomic::Ordering;
+        let advice = "connect flows as a role without superuser and without \
+            pg_read_server_files, pg_write_server_files and pg_execute_server_program (for \
+            read-only grants, a role that can only read: READONLY_CONNECTION_STRING)";
+        if self.refuse_privileged {
+            return Err(DbError::Connection {
+                database: self.name.clone(),
+                target: self.target.clone(),
+                message: format!(
+                    "flowhost connects as role '{role}', which {what}, and REFUSE_PRIVILEGED_ROLE \
+                     is set; {advice}"
+                ),
+            });
+        }
+        if !self.warned_privileged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(database = %self.name, role, "flows connect as a role that {what}: a gap in the host's checks would reach the database server's files and programs; {advice}, or set REFUSE_PRIVILEGED_ROLE=true to refuse such roles");
+        }
+        Ok(())
     }
 
     /// The configured per-statement timeout.
@@ -485,6 +516,39 @@ impl DatabaseSet {
         }
         let db = Arc::new(Database::open(&cfg).await?);
         open.insert(name.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    /// The pool a grant of `access` on `name` uses: a read-only grant goes through the
+    /// database's READONLY_CONNECTION_STRING when one is configured (a role that can only
+    /// read, so the database enforces the grant too), otherwise through the shared pool.
+    pub async fn for_grant(
+        &self,
+        name: &str,
+        access: Access,
+    ) -> Result<Arc<Database>, crate::Error> {
+        let main = self.get(name).await?;
+        if access != Access::ReadOnly {
+            return Ok(main);
+        }
+        let cfg = self.config.database(name)?;
+        let Some(readonly) = cfg.readonly_target.clone() else {
+            return Ok(main);
+        };
+        let key = format!("{name}\0read-only");
+        let mut open = self.open.lock().await;
+        if let Some(db) = open.get(&key) {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(
+            Database::open(&DatabaseConfig {
+                target: readonly,
+                readonly_target: None,
+                ..cfg
+            })
+            .await?,
+        );
+        open.insert(key, db.clone());
         Ok(db)
     }
 

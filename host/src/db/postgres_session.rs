@@ -34,7 +34,11 @@ pub async fn start_session(
     }
     sql.push_str(
         "SELECT pg_backend_pid(), session_user::text, \
-         current_setting('standard_conforming_strings')",
+         current_setting('standard_conforming_strings'), \
+         (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+         pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') \
+         OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') \
+         OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')",
     );
     let rows = conn
         .fetch_all(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
@@ -48,6 +52,16 @@ pub async fn start_session(
         row.try_get(1).map_err(|e| db.error(e))?,
         row.try_get(2).map_err(|e| db.error(e))?,
     );
+    let superuser: Option<bool> = row.try_get(3).map_err(|e| db.error(e))?;
+    let server_files: Option<bool> = row.try_get(4).map_err(|e| db.error(e))?;
+    let privilege = match (superuser, server_files) {
+        (Some(true), _) => Some("is a superuser"),
+        (_, Some(true)) => Some("may read or write the server's files or run programs there"),
+        _ => None,
+    };
+    if let Some(what) = privilege {
+        db.privileged_role(&login_user, what)?;
+    }
     if conforming != "on" {
         // Statements are judged by PostgreSQL's parser with standard_conforming_strings on;
         // with it off, backslashes in strings would read differently on the server.

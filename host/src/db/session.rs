@@ -151,7 +151,14 @@ impl Session {
             let mut conn = self.db.acquire().await?;
             let timeout = self.server_statement_timeout();
             let read_only = self.access == Access::ReadOnly;
-            self.server = conn.start_session(&self.db, read_only, timeout).await?;
+            match conn.start_session(&self.db, read_only, timeout).await {
+                Ok(server) => self.server = server,
+                Err(e) => {
+                    // Half set up (a read-only default, a timeout): never pooled again.
+                    conn.discard().await;
+                    return Err(e);
+                }
+            }
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection just set"))

@@ -599,6 +599,21 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_statements_that_reach_other_files_are_session_control() {
+        for sql in [
+            "VACUUM INTO '/tmp/copy.db'",
+            "vacuum main into 'x.db'",
+            "ATTACH DATABASE 'x.db' AS x",
+            "DETACH x",
+            "PRAGMA query_only = OFF",
+            "SELECT load_extension('evil.so')",
+        ] {
+            assert_eq!(classify(sql, Sqlite).unwrap().kind, SessionControl, "{sql}");
+        }
+        assert_eq!(classify("VACUUM", Sqlite).unwrap().kind, Other);
+    }
+
+    #[test]
     fn empty_errors_and_keyword() {
         for sql in ["", "   ", "-- nothing", "/* a */ ; ;", ";"] {
             assert_eq!(classify(sql, Postgres), Err(SqlError::Empty), "{sql:?}");

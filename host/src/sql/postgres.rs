@@ -87,6 +87,10 @@ struct Tree {
     locking: bool,
     /// The parameter a top-level `SET`/`RESET` names (`TRANSACTION` for SET TRANSACTION).
     set_name: Option<String>,
+    /// An `OWNER TO` somewhere (ALTER TABLE ... OWNER TO).
+    owner_change: bool,
+    /// Kinds (`ObjectType`) of what DROP, RENAME and COMMENT name.
+    objects: Vec<i64>,
 }
 
 /// Most nesting levels of the JSON tree the walk descends; libpg_query's own stack check
@@ -232,8 +236,35 @@ const READ_WRITE_STATEMENTS: &[&str] = &[
     "TruncateStmt", "IndexStmt", "ViewStmt", "CreateSeqStmt", "AlterSeqStmt", "RenameStmt",
     "CommentStmt", "CompositeTypeStmt", "CreateEnumStmt", "AlterEnumStmt", "CreateDomainStmt",
     "CreateSchemaStmt", "RefreshMatViewStmt", "VacuumStmt", "ClusterStmt", "ReindexStmt",
-    "CreateStatsStmt", "LockStmt", "NotifyStmt", "CallStmt", "GrantStmt", "CreateTrigStmt",
+    "CreateStatsStmt", "LockStmt", "NotifyStmt", "CallStmt", "CreateTrigStmt",
 ];
+
+/// Objects a read-write grant may rename or drop: the same tables-views-indexes-sequences-types
+/// world it may create. Roles, databases, tablespaces, functions, extensions and the rest are
+/// migrations' business (or nobody's).
+fn object_allowed(kind: i64) -> bool {
+    use pg_query::protobuf::ObjectType as O;
+    [
+        O::ObjectAttribute,
+        O::ObjectColumn,
+        O::ObjectDomain,
+        O::ObjectDomconstraint,
+        O::ObjectIndex,
+        O::ObjectMatview,
+        O::ObjectPolicy,
+        O::ObjectRule,
+        O::ObjectSchema,
+        O::ObjectSequence,
+        O::ObjectStatisticExt,
+        O::ObjectTabconstraint,
+        O::ObjectTable,
+        O::ObjectTrigger,
+        O::ObjectType,
+        O::ObjectView,
+    ]
+    .iter()
+    .any(|o| *o as i64 == kind)
+}
 
 fn check_write(found: &Tree) -> Result<(), Refusal> {
     if let Some(stmt) = found
@@ -282,6 +313,18 @@ fn check_write(found: &Tree) -> Result<(), Refusal> {
              replication or SQL given as text) and is refused on every grant"
         )));
     }
+    if found.owner_change {
+        return Err(Refusal::Forbidden(
+            "changing an object's owner is an authorization change; do it in a migration".into(),
+        ));
+    }
+    if found.objects.iter().any(|k| !object_allowed(*k)) {
+        return Err(Refusal::Forbidden(
+            "renaming or dropping roles, databases, tablespaces, functions, extensions and \
+             other non-table objects is not allowed through a grant; do it in a migration"
+                .into(),
+        ));
+    }
     Ok(())
 }
 
@@ -320,6 +363,13 @@ fn walk(value: &Json, depth: usize, found: &mut Tree) -> Result<(), Refusal> {
                         }
                     }
                     "into_clause" if !inner.is_null() => found.into = true,
+                    // ALTER ... OWNER TO, CREATE SCHEMA ... AUTHORIZATION.
+                    "newowner" | "authrole" if !inner.is_null() => found.owner_change = true,
+                    "remove_type" | "rename_type" | "objtype" if key_of_statement(map) => {
+                        if let Some(kind) = inner.as_i64() {
+                            found.objects.push(kind);
+                        }
+                    }
                     "VariableSetStmt" if found.set_name.is_none() => {
                         found.set_name = inner["name"].as_str().map(str::to_owned);
                     }
@@ -332,6 +382,14 @@ fn walk(value: &Json, depth: usize, found: &mut Tree) -> Result<(), Refusal> {
         _ => {}
     }
     Ok(())
+}
+
+/// Whether `map` is the body of a DROP, RENAME or COMMENT statement (whose object kind counts),
+/// recognised by the fields only those have together.
+fn key_of_statement(map: &serde_json::Map<String, Json>) -> bool {
+    (map.contains_key("remove_type") && map.contains_key("behavior"))
+        || (map.contains_key("rename_type") && map.contains_key("newname"))
+        || (map.contains_key("objtype") && map.contains_key("comment"))
 }
 
 /// `funcname` is a list of String nodes: `["pg_catalog", "now"]` or `["now"]`.

@@ -162,6 +162,11 @@ fn read_write_grants_run_data_and_table_statements() {
         ("TRUNCATE x", StatementKind::Ddl),
         ("CREATE VIEW v AS SELECT 1", StatementKind::Ddl),
         ("VACUUM x", StatementKind::Ddl),
+        ("ALTER TABLE x RENAME TO y", StatementKind::Ddl),
+        ("ALTER TABLE x RENAME COLUMN a TO b", StatementKind::Ddl),
+        ("DROP VIEW IF EXISTS v", StatementKind::Ddl),
+        ("DROP INDEX i", StatementKind::Ddl),
+        ("COMMENT ON TABLE x IS 'work'", StatementKind::Ddl),
     ] {
         let checked = read_write(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         assert_eq!(checked.kind, kind, "{sql}");

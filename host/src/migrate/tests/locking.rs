@@ -170,6 +170,7 @@ async fn sqlite_in_memory_database_keeps_its_migrations() {
             create_if_missing: true,
         },
         pool: PoolSettings::default(),
+        readonly_target: None,
         embedded: false,
     })
     .await

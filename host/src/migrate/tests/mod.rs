@@ -68,6 +68,7 @@ impl Fixture {
                 max_connections: 3,
                 ..PoolSettings::default()
             },
+            readonly_target: None,
             embedded: false,
         })
         .await
