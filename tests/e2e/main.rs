@@ -8,6 +8,7 @@ mod cli;
 mod grants;
 mod health;
 mod hostile_deadlines;
+mod hostile_grants;
 mod hostile_pg;
 mod hostile_sessions;
 mod hostile_sqlite;

@@ -486,7 +486,6 @@ pub struct CursorStream {
     finished: bool,
     /// Most bytes of values one `next` hands over.
     max_bytes: u64,
-    database: String,
     reader: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -513,7 +512,6 @@ impl CursorStream {
         guard.check_functions(&stmt).await?;
         guard.conn().await?;
         let max_bytes = guard.limits.max_result_bytes;
-        let database = guard.name().to_owned();
         let (columns_tx, columns_rx) = oneshot::channel();
         let (rows_tx, rows_rx) = mpsc::channel(2);
         let reader = tokio::spawn(async move {
@@ -594,7 +592,6 @@ impl CursorStream {
             pending: VecDeque::new(),
             finished: false,
             max_bytes,
-            database,
             reader: Some(reader),
         })
     }
@@ -643,11 +640,6 @@ impl CursorStream {
             }
             let _ = reader.await;
         }
-    }
-
-    /// The database this cursor reads from, for messages.
-    pub fn database(&self) -> &str {
-        &self.database
     }
 }
 

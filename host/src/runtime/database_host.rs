@@ -263,7 +263,9 @@ impl database::HostCursor for HostState {
     }
 
     async fn drop(&mut self, this: Resource<CursorResource>) -> wasmtime::Result<()> {
-        self.table.delete(this)?;
+        // Wait for the reader to let go of the session, so the connection's next call finds it
+        // free (and, if the result was not read to its end, replaces the connection).
+        self.table.delete(this)?.stream.close().await;
         Ok(())
     }
 }
