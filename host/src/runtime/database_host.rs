@@ -82,9 +82,11 @@ impl database::Host for HostState {
         let session = Session::new(grant.database.clone(), grant.access, self.session_limits());
         self.sessions.push(session.clone());
         let access = grant.access;
+        let backend = grant.database.backend().as_str();
         Ok(Ok(self.table.push(ConnectionResource {
             name,
             access,
+            backend,
             session,
         })?))
     }
@@ -103,9 +105,7 @@ impl database::HostConnection for HostState {
     }
 
     async fn backend(&mut self, this: Resource<ConnectionResource>) -> wasmtime::Result<String> {
-        let session = self.table.get(&this)?.session.clone();
-        let s = session.lock().await;
-        Ok(s.database().backend().as_str().to_owned())
+        Ok(self.table.get(&this)?.backend.to_owned())
     }
 
     async fn query(
