@@ -10,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::bindings::types::DbError;
 use crate::db::{Database, SessionLimits, SharedSession};
 use crate::manifest::{Access, Limits};
 
@@ -33,6 +34,8 @@ pub struct HostState {
     pub(crate) limits: Limits,
     /// When the run's time is up.
     pub(crate) deadline: Instant,
+    /// Connections, transactions and cursors the guest holds now (`max-open-handles`).
+    pub(crate) open_handles: u32,
     pub(crate) flow: String,
     pub(crate) run_id: String,
     pub(crate) stdout: MemoryOutputPipe,
@@ -69,6 +72,7 @@ impl HostState {
             sessions: Vec::new(),
             limits,
             deadline,
+            open_handles: 0,
             flow: flow.to_owned(),
             run_id: run_id.to_owned(),
             stdout,
@@ -87,6 +91,19 @@ impl HostState {
             statement_timeout: self.limits.statement_timeout,
             deadline: self.deadline,
         }
+    }
+
+    /// Fails with `invalid-request` when one more connection, transaction or cursor would pass
+    /// the run's `max-open-handles`. The caller counts the handle once it is made.
+    pub(crate) fn check_handle_room(&self) -> Result<(), DbError> {
+        if self.open_handles < self.limits.max_open_handles {
+            return Ok(());
+        }
+        Err(DbError::InvalidRequest(format!(
+            "this run already holds {} open connections, transactions and cursors, its limit \
+             (manifest [limits] max-open-handles); drop one before opening another",
+            self.open_handles
+        )))
     }
 }
 
