@@ -5,10 +5,12 @@ mod support;
 
 mod batch;
 mod cli;
+mod components;
 mod grants;
 mod health;
 mod hostile_pg;
 mod hostile_sessions;
+mod limits;
 mod migrate_concurrency;
 mod migration_corpus;
 mod migrations;
