@@ -55,7 +55,8 @@ pub enum RunStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunFailure {
-    /// `flow-error`, `bad-output`, `panic`, `timeout`, `out-of-memory`, `out-of-fuel`, `trap`.
+    /// `flow-error`, `bad-output`, `panic`, `timeout`, `out-of-memory`, `out-of-fuel`,
+    /// `stack-overflow`, `trap`.
     pub kind: String,
     pub message: String,
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod batch;
 mod cli;
+mod components;
 mod grants;
 mod health;
 mod hostile_deadlines;
@@ -12,6 +13,7 @@ mod hostile_grants;
 mod hostile_pg;
 mod hostile_sessions;
 mod hostile_sqlite;
+mod limits;
 mod migrate_concurrency;
 mod migration_corpus;
 mod migrations;

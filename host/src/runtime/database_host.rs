@@ -65,8 +65,15 @@ async fn cursor(
     sql: &str,
     params: &Params,
 ) -> Call<Resource<CursorResource>> {
+    if let Err(e) = state.check_handle_room() {
+        return Ok(Err(e));
+    }
     match CursorStream::open(session, route, sql, params).await {
-        Ok(stream) => Ok(Ok(state.table.push(CursorResource { stream })?)),
+        Ok(stream) => {
+            let cursor = state.table.push(CursorResource { stream })?;
+            state.open_handles += 1;
+            Ok(Ok(cursor))
+        }
         Err(e) => Ok(Err(e.to_wit())),
     }
 }
@@ -79,14 +86,21 @@ impl database::Host for HostState {
             tracing::warn!(flow = %self.flow, run = %self.run_id, database = %name, "flow tried to open a database it was not granted");
             return Ok(Err(db::DbError::NotGranted(name).to_wit()));
         };
+        if let Err(e) = self.check_handle_room() {
+            return Ok(Err(e));
+        }
         let session = Session::new(grant.database.clone(), grant.access, self.session_limits());
         self.sessions.push(session.clone());
         let access = grant.access;
-        Ok(Ok(self.table.push(ConnectionResource {
+        let backend = grant.database.backend().as_str();
+        let connection = self.table.push(ConnectionResource {
             name,
             access,
+            backend,
             session,
-        })?))
+        })?;
+        self.open_handles += 1;
+        Ok(Ok(connection))
     }
 }
 
@@ -103,9 +117,7 @@ impl database::HostConnection for HostState {
     }
 
     async fn backend(&mut self, this: Resource<ConnectionResource>) -> wasmtime::Result<String> {
-        let session = self.table.get(&this)?.session.clone();
-        let s = session.lock().await;
-        Ok(s.database().backend().as_str().to_owned())
+        Ok(self.table.get(&this)?.backend.to_owned())
     }
 
     async fn query(
@@ -153,6 +165,9 @@ impl database::HostConnection for HostState {
         this: Resource<ConnectionResource>,
     ) -> Call<Resource<TransactionResource>> {
         let session = self.table.get(&this)?.session.clone();
+        if let Err(e) = self.check_handle_room() {
+            return Ok(Err(e));
+        }
         let id = match lock(&session) {
             Ok(mut s) => match s.begin().await {
                 Ok(id) => id,
@@ -160,11 +175,14 @@ impl database::HostConnection for HostState {
             },
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(self.table.push(TransactionResource { session, id })?))
+        let transaction = self.table.push(TransactionResource { session, id })?;
+        self.open_handles += 1;
+        Ok(Ok(transaction))
     }
 
     async fn drop(&mut self, this: Resource<ConnectionResource>) -> wasmtime::Result<()> {
         let conn = self.table.delete(this)?;
+        self.open_handles = self.open_handles.saturating_sub(1);
         // With a cursor still reading, the end-of-run cleanup finishes this session instead.
         if let Ok(mut s) = conn.session.try_lock() {
             s.finish().await;
@@ -240,6 +258,7 @@ impl database::HostTransaction for HostState {
 
     async fn drop(&mut self, this: Resource<TransactionResource>) -> wasmtime::Result<()> {
         let tx = self.table.delete(this)?;
+        self.open_handles = self.open_handles.saturating_sub(1);
         // Dropped unfinished: roll back now. If a cursor holds the session, the end-of-run
         // cleanup rolls back instead; either way the work is discarded.
         if let Ok(mut s) = tx.session.try_lock()
@@ -263,9 +282,11 @@ impl database::HostCursor for HostState {
     }
 
     async fn drop(&mut self, this: Resource<CursorResource>) -> wasmtime::Result<()> {
+        let cursor = self.table.delete(this)?;
+        self.open_handles = self.open_handles.saturating_sub(1);
         // Wait for the reader to let go of the session, so the connection's next call finds it
         // free (and, if the result was not read to its end, replaces the connection).
-        self.table.delete(this)?.stream.close().await;
+        cursor.stream.close().await;
         Ok(())
     }
 }

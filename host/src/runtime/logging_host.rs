@@ -1,5 +1,6 @@
 //! `wasi:logging/logging`: a flow's log records go to the host's `tracing` subscriber, tagged
-//! with the flow name and run id so interleaved runs stay readable.
+//! with the flow name and run id so interleaved runs stay readable, through the run's log (see
+//! `log.rs`: escaped, cut to 64 KiB a record, capped per run).
 
 use super::state::HostState;
 use crate::bindings::logging::{self, Level};
@@ -11,24 +12,7 @@ impl logging::Host for HostState {
         context: String,
         message: String,
     ) -> wasmtime::Result<()> {
-        let (flow, run) = (&self.flow, &self.run_id);
-        match level {
-            Level::Trace => {
-                tracing::trace!(target: "flow", flow = %flow, run = %run, context = %context, "{message}")
-            }
-            Level::Debug => {
-                tracing::debug!(target: "flow", flow = %flow, run = %run, context = %context, "{message}")
-            }
-            Level::Info => {
-                tracing::info!(target: "flow", flow = %flow, run = %run, context = %context, "{message}")
-            }
-            Level::Warn => {
-                tracing::warn!(target: "flow", flow = %flow, run = %run, context = %context, "{message}")
-            }
-            Level::Error | Level::Critical => {
-                tracing::error!(target: "flow", flow = %flow, run = %run, context = %context, "{message}")
-            }
-        }
+        self.log.record(level, &context, &message);
         Ok(())
     }
 }

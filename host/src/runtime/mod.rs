@@ -2,9 +2,12 @@
 //! disk, one fresh store and instance per run from a shared pre-instantiation.
 
 mod database_host;
+mod load;
+mod log;
 mod logging_host;
 pub mod resources;
 mod state;
+mod trap;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +17,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
 
-pub use state::{CAPTURE_LIMIT, Grant, HostState};
+pub use load::CONTRACT;
+pub use log::RECORD_LIMIT;
+pub use state::{Grant, HostState};
 
 use crate::bindings::{Flow, FlowPre};
 use crate::manifest::Limits;
@@ -56,6 +61,7 @@ pub enum TrapKind {
     Timeout,
     OutOfMemory,
     OutOfFuel,
+    StackOverflow,
     Trap,
 }
 
@@ -66,6 +72,7 @@ impl std::fmt::Display for TrapKind {
             TrapKind::Timeout => "time limit exceeded",
             TrapKind::OutOfMemory => "memory limit exceeded",
             TrapKind::OutOfFuel => "fuel exhausted",
+            TrapKind::StackOverflow => "stack overflow",
             TrapKind::Trap => "trapped",
         })
     }
@@ -138,36 +145,22 @@ impl Runtime {
         })?;
         let load_err = |message: String| RuntimeError::Load {
             path: path.to_owned(),
-            message: one_line(&message),
+            message: trap::one_line(&message),
         };
-        if !bytes.starts_with(b"\0asm") {
-            return Err(load_err(
-                "it is not a WebAssembly file (no \\0asm header); build the flow with \
-                 `cargo build --release --target wasm32-wasip2`"
-                    .into(),
-            ));
-        }
-        if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
-            return Err(load_err(
-                "it is a core WebAssembly module, not a component; build the flow with \
-                 `cargo build --release --target wasm32-wasip2`"
-                    .into(),
-            ));
-        }
+        load::check_binary(&bytes).map_err(load_err)?;
         let digest = hex::encode(Sha256::digest(&bytes));
-        let component = self.compile_cached(&bytes, &digest).map_err(load_err)?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        let component = self.compile_cached(&bytes, &digest).map_err(|e| {
             load_err(format!(
-                "it needs imports flowhost does not provide ({e:#}); flows may import only the \
-                 flowhost:flow database interface, wasi:logging and the WASI CLI basics"
+                "it is not a valid WebAssembly component ({e}); rebuild it with `cargo build \
+                 --release --target wasm32-wasip2 -p <flow crate>`"
             ))
         })?;
-        let pre = FlowPre::new(instance_pre).map_err(|e| {
-            load_err(format!(
-                "it does not export the flow world's `run` function ({e:#}); export it with \
-                 flowhost_sdk::flow!"
-            ))
-        })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_err(load::explain_imports(&self.engine, &component, &e)))?;
+        let pre = FlowPre::new(instance_pre)
+            .map_err(|e| load_err(load::explain_export(&self.engine, &component, &e)))?;
         Ok(FlowComponent { pre, digest })
     }
 
@@ -229,7 +222,7 @@ impl Runtime {
         let deadline = std::time::Instant::now() + limits.timeout;
         let state = HostState::new(grants, store_limits, *limits, deadline, flow, run_id);
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.store_limits);
+        store.limiter(|s| &mut s.limiter);
         let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -253,29 +246,25 @@ impl Runtime {
         for session in std::mem::take(&mut state.sessions) {
             session.lock().await.finish().await;
         }
-        let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
-        log_captured(
-            flow,
-            run_id,
-            "stdout",
-            &String::from_utf8_lossy(&state.stdout.contents()),
-        );
-        log_captured(flow, run_id, "stderr", &stderr);
+        state.log.finish();
+        let stderr = state.log.stderr_tail();
+        let evidence = trap::Evidence {
+            stderr: &stderr,
+            denied_memory: state.limiter.denied_memory,
+        };
 
         let flow_owned = flow.to_owned();
         match outcome {
             Err(_elapsed) => Err(RuntimeError::Trapped {
                 flow: flow_owned,
                 kind: TrapKind::Timeout,
-                message: format!(
-                    "the run took longer than its limit of {:?} (manifest [limits] timeout-seconds)",
-                    limits.timeout
-                ),
+                message: trap::timeout_message(limits),
             }),
-            Ok(Err(trap)) => Err(classify_trap(flow, &trap, &stderr, limits)),
+            Ok(Err(error)) => Err(trap::classify(flow, &error, &evidence, limits)),
+            // The flow's own words end up on the operator's terminal: escaped like its logs.
             Ok(Ok(Err(message))) => Err(RuntimeError::FlowFailed {
                 flow: flow_owned,
-                message,
+                message: log::escape(&message, RECORD_LIMIT).0,
             }),
             Ok(Ok(Ok(output))) => {
                 serde_json::from_str(&output).map_err(|e| RuntimeError::BadOutput {
@@ -290,70 +279,5 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Turns a trap into an error a flow author can act on, using what the guest printed.
-fn classify_trap(
-    flow: &str,
-    trap: &wasmtime::Error,
-    stderr: &str,
-    limits: &Limits,
-) -> RuntimeError {
-    let code = trap.downcast_ref::<Trap>().copied();
-    let panic_line = stderr
-        .lines()
-        .skip_while(|l| !l.contains("panicked at"))
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let (kind, message) = if code == Some(Trap::Interrupt) {
-        (
-            TrapKind::Timeout,
-            format!(
-                "the run took longer than its limit of {:?} (manifest [limits] timeout-seconds)",
-                limits.timeout
-            ),
-        )
-    } else if code == Some(Trap::OutOfFuel) {
-        (
-            TrapKind::OutOfFuel,
-            "the run used all its fuel (manifest [limits] fuel)".to_owned(),
-        )
-    } else if stderr.contains("memory allocation of") || stderr.contains("capacity overflow") {
-        (
-            TrapKind::OutOfMemory,
-            format!(
-                "the flow needed more than its {} MiB of memory (manifest [limits] memory-mb)",
-                limits.memory_bytes >> 20
-            ),
-        )
-    } else if !panic_line.is_empty() {
-        (TrapKind::Panic, panic_line.trim().to_owned())
-    } else {
-        (
-            TrapKind::Trap,
-            format!("{trap:#}")
-                .lines()
-                .next()
-                .unwrap_or("trap")
-                .to_owned(),
-        )
-    };
-    RuntimeError::Trapped {
-        flow: flow.to_owned(),
-        kind,
-        message,
-    }
-}
-
-/// Engine errors can span lines; CLI errors are one line.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn log_captured(flow: &str, run_id: &str, stream: &str, text: &str) {
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        tracing::info!(target: "flow", flow = %flow, run = %run_id, stream, "{line}");
     }
 }

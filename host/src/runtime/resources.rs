@@ -7,6 +7,9 @@ use crate::manifest::Access;
 pub struct ConnectionResource {
     pub(crate) name: String,
     pub(crate) access: Access,
+    /// Kept here, not read from the session: an open cursor's reader holds the session until
+    /// the guest reads on, and `backend()` must not wait for that.
+    pub(crate) backend: &'static str,
     pub(crate) session: SharedSession,
 }
 

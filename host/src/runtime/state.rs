@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::log::{RunLog, Stream};
+
+use crate::bindings::types::DbError;
 use crate::db::{Database, SessionLimits, SharedSession};
 use crate::manifest::{Access, Limits};
 
@@ -20,23 +22,83 @@ pub struct Grant {
     pub access: Access,
 }
 
-/// Most bytes of guest stdout/stderr kept per run; output past it is dropped (and says so).
-pub const CAPTURE_LIMIT: usize = 1 << 20;
+/// The store's resource limiter: the manifest's caps, and a note of the memory growth it
+/// refused, so a guest that dies of it is reported as out of memory even if it printed nothing.
+pub struct Limiter {
+    limits: StoreLimits,
+    /// The size, in bytes, of the last memory growth refused.
+    pub(crate) denied_memory: Option<usize>,
+}
+
+impl Limiter {
+    pub fn new(limits: StoreLimits) -> Limiter {
+        Limiter {
+            limits,
+            denied_memory: None,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.denied_memory = Some(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
 
 pub struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) store_limits: StoreLimits,
+    pub(crate) limiter: Limiter,
     pub(crate) grants: HashMap<String, Grant>,
     pub(crate) sessions: Vec<SharedSession>,
     /// The manifest's limits for this run.
     pub(crate) limits: Limits,
     /// When the run's time is up.
     pub(crate) deadline: Instant,
+    /// Connections, transactions and cursors the guest holds now (`max-open-handles`).
+    pub(crate) open_handles: u32,
     pub(crate) flow: String,
     pub(crate) run_id: String,
-    pub(crate) stdout: MemoryOutputPipe,
-    pub(crate) stderr: MemoryOutputPipe,
+    /// The run's log: guest records and captured stdout/stderr.
+    pub(crate) log: RunLog,
 }
 
 impl HostState {
@@ -50,11 +112,10 @@ impl HostState {
         flow: &str,
         run_id: &str,
     ) -> HostState {
-        let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
-        let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let log = RunLog::new(flow, run_id, limits.max_log_bytes);
         let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(log.pipe(Stream::Stdout))
+            .stderr(log.pipe(Stream::Stderr))
             // The builder's documented defaults disagree; deny explicitly.
             .allow_tcp(false)
             .allow_udp(false)
@@ -64,15 +125,15 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            store_limits,
+            limiter: Limiter::new(store_limits),
             grants,
             sessions: Vec::new(),
             limits,
             deadline,
+            open_handles: 0,
             flow: flow.to_owned(),
             run_id: run_id.to_owned(),
-            stdout,
-            stderr,
+            log,
         }
     }
 }
@@ -87,6 +148,19 @@ impl HostState {
             statement_timeout: self.limits.statement_timeout,
             deadline: self.deadline,
         }
+    }
+
+    /// Fails with `invalid-request` when one more connection, transaction or cursor would pass
+    /// the run's `max-open-handles`. The caller counts the handle once it is made.
+    pub(crate) fn check_handle_room(&self) -> Result<(), DbError> {
+        if self.open_handles < self.limits.max_open_handles {
+            return Ok(());
+        }
+        Err(DbError::InvalidRequest(format!(
+            "this run already holds {} open connections, transactions and cursors, its limit \
+             (manifest [limits] max-open-handles); drop one before opening another",
+            self.open_handles
+        )))
     }
 }
 

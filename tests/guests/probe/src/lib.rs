@@ -41,16 +41,40 @@
 //! | `{"op":"connect","addr":"127.0.0.1:5432"}` (a TCP connect) | `null`, or an `sdk` error |
 //! | `{"op":"stdout","message":M}` / `{"op":"stderr","message":M}` | `null` |
 //! | `{"op":"insert_generated","db":D,"sql":S,"rows":N}` (rows `{id, note, score}` built in the guest, one `execute_batch`) | `{"affected": n}` |
+//! | `{"op":"recurse","depth":n}`: recurses n calls deep (engine stack, not linear memory) | `n` |
+//! | `{"op":"alloc","mb":n,"quiet":true}`: as `alloc`, but aborts without a word on failure | `n` |
+//! | `{"op":"log_big","mb":n,"stream":S,"level":L}`: one record of n MiB (`x`s) built in the guest | bytes |
+//! | `{"op":"log_flood","n":n,"bytes":m,"stream":S,"level":L}`: n records of m bytes (`f`s) | `n` |
+//! | `{"op":"queries","db":D,"n":n}`: n `SELECT 1` queries in a loop | `n` |
+//! | `{"op":"hold_cursor","db":D,"sql":S,"params":P,"batch":n,"batches":k,"name":N,"tx":bool}` | rows read |
+//! | `{"op":"close_cursor","name":N}`: drops the held cursor N | `null` |
+//! | `{"op":"backend","db":D}`: the connection's `backend()` | `"postgresql"`... |
+//! | `{"op":"open_many","db":D,"n":n,"then":T,"sql":S}` | `{"held": k, "error": E\|null}` |
+//! | `{"op":"release"}`: drops everything `open_many` holds | `null` |
+//! | `{"op":"big_param","db":D,"mb":n}`: `SELECT length($1)` with an n MiB text built in the guest | the length |
 //!
 //! A cursor step reads to the end holding one batch at a time (`batch` rows per fetch, 1000
 //! when absent): `rows` is the total, `batches` the number of non-empty batches, `first` and
 //! `last` the first and last rows as `[V, ...]` (`null` when there are none).
 //!
 //! A `batch` step always calls the host, even with no parameter sets.
+//!
+//! `log_big` and `log_flood` write to `wasi:logging` at level L (default `info`), or with
+//! `"stream"` set to `stdout` or `stderr`, as lines of that stream. `hold_cursor` opens a cursor
+//! on D's connection (or its transaction), reads `batches` batches (default 0) of `batch` rows
+//! (default 1000) and keeps it open under N until `close_cursor` or the run's end: while it is
+//! open the connection is busy. `open_many` opens n further connections to D (not the step's
+//! connection), and on each `then`: nothing (absent), `"query"` (runs S, so a pooled
+//! connection is taken), `"begin"` or `"cursor"` (opens a cursor on S); it stops at the first
+//! error and reports it as E alongside the k connections it holds.
+//!
+//! Any step with `"fail_on_error": true` ends the run with `Err("<kind>: <message>")` when it
+//! fails, or when its ok value carries a non-null `"error"` (as `open_many`'s can).
 
+mod hostile;
 mod values;
 
-use flowhost_sdk::{Db, Error, Level, Params, Tx, flow, log};
+use flowhost_sdk::{Cursor, Db, Error, Level, Params, Tx, flow, log};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use std::collections::HashMap;
@@ -92,17 +116,29 @@ struct Probe {
     txs: HashMap<String, Tx>,
     /// Allocations from `alloc` steps, held so that several steps add up against the cap.
     held: Vec<Vec<u8>>,
+    /// Cursors `hold_cursor` keeps open, by name.
+    cursors: HashMap<String, Cursor>,
+    /// What `open_many` holds; field order drops cursors and transactions first.
+    held_cursors: Vec<Cursor>,
+    held_txs: Vec<Tx>,
+    held_dbs: Vec<Db>,
 }
 
 fn run(input: Input) -> Result<Output, String> {
     let mut probe = Probe::default();
     let mut results = Vec::with_capacity(input.steps.len());
     for step in &input.steps {
-        match probe.step(step) {
-            Ok(value) => results.push(json!({"ok": value})),
-            Err(StepError::Report(e)) => results.push(json!({"error": error_json(&e)})),
+        let fail_on_error = step.get("fail_on_error").and_then(Json::as_bool) == Some(true);
+        let result = match probe.step(step) {
+            Ok(value) => json!({"ok": value}),
+            Err(StepError::Report(e)) => json!({"error": error_json(&e)}),
             Err(StepError::Fail(message)) => return Err(message),
+        };
+        let error = result.get("error").or_else(|| result["ok"].get("error"));
+        if let Some(error) = error.filter(|e| fail_on_error && !e.is_null()) {
+            return Err(format!("{}: {}", error["kind"], error["message"]));
         }
+        results.push(result);
     }
     Ok(Output { results })
 }
@@ -127,6 +163,36 @@ fn str_field<'a>(step: &'a Json, name: &str) -> Result<&'a str, StepError> {
 
 fn params_field(step: &Json, name: &str) -> Result<Params, StepError> {
     decode_params(step.get(name)).map_err(sdk)
+}
+
+fn level(name: &str) -> Result<Level, StepError> {
+    Ok(match name {
+        "trace" => Level::Trace,
+        "debug" => Level::Debug,
+        "info" => Level::Info,
+        "warn" => Level::Warn,
+        "error" => Level::Error,
+        "critical" => Level::Critical,
+        other => return Err(sdk(format!("unknown log level \"{other}\""))),
+    })
+}
+
+/// Allocates `bytes` and, if the allocator cannot, aborts without printing: the host must tell
+/// what happened from the refused memory growth alone.
+fn quiet_alloc(bytes: usize) -> Result<(), StepError> {
+    let layout = std::alloc::Layout::from_size_align(bytes.max(1), 4096).map_err(sdk)?;
+    // SAFETY: the layout is non-zero in size; the block is written within its bounds and
+    // deliberately leaked (held until the run ends, like `alloc`'s).
+    unsafe {
+        let block = std::alloc::alloc(layout);
+        if block.is_null() {
+            std::process::abort();
+        }
+        for page in (0..bytes).step_by(4096) {
+            block.add(page).write_volatile(1);
+        }
+    }
+    Ok(())
 }
 
 /// One generated row of `insert_generated`.
@@ -244,15 +310,7 @@ impl Probe {
     fn sandbox_step(&mut self, op: &str, step: &Json) -> StepResult {
         match op {
             "log" => {
-                let level = match str_field(step, "level")? {
-                    "trace" => Level::Trace,
-                    "debug" => Level::Debug,
-                    "info" => Level::Info,
-                    "warn" => Level::Warn,
-                    "error" => Level::Error,
-                    "critical" => Level::Critical,
-                    other => return Err(sdk(format!("unknown log level \"{other}\""))),
-                };
+                let level = level(str_field(step, "level")?)?;
                 log(level, module_path!(), str_field(step, "message")?);
                 Ok(Json::Null)
             }
@@ -274,6 +332,9 @@ impl Probe {
                     .ok()
                     .and_then(|mb| mb.checked_mul(1 << 20))
                     .ok_or_else(|| sdk(format!("{mb} MiB does not fit the address space")))?;
+                if step.get("quiet").and_then(Json::as_bool) == Some(true) {
+                    return quiet_alloc(bytes).map(|_| json!(mb));
+                }
                 let mut block = vec![0u8; bytes];
                 // Write every page so the memory is really used, not just reserved.
                 for page in block.chunks_mut(4096) {
@@ -304,7 +365,15 @@ impl Probe {
                 eprintln!("{}", str_field(step, "message")?);
                 Ok(Json::Null)
             }
-            other => Err(sdk(format!("unknown op \"{other}\""))),
+            "release" => {
+                self.held_cursors.clear();
+                self.held_txs.clear();
+                self.held_dbs.clear();
+                Ok(Json::Null)
+            }
+            other => self
+                .hostile_step(other, step)
+                .unwrap_or_else(|| Err(sdk(format!("unknown op \"{other}\"")))),
         }
     }
 
