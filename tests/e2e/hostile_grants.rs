@@ -67,6 +67,27 @@ fn dropping_a_connection_with_an_open_transaction_rolls_it_back() {
     lab.assert_untouched();
 }
 
+#[test]
+fn stale_handles_reach_nothing() {
+    // Through the raw bindings, as a flow that skips the SDK would.
+    let lab = Lab::new();
+    let results = lab.run(json!([{ "op": "stale_handles", "db": "scratch",
+        "sql": "UPDATE secrets SET note = 'stale'" }]));
+    let r = &results[0]["ok"];
+    assert_eq!(r["after_commit"]["error"], "invalid-request", "{results:?}");
+    assert_eq!(r["commit_twice"]["error"], "invalid-request", "{results:?}");
+    assert_eq!(
+        r["tx_after_connection_dropped"]["error"], "invalid-request",
+        "dropping the connection rolled its transaction back: {results:?}"
+    );
+    // A cursor owns its session until it is dropped, so it reads on.
+    assert_eq!(
+        r["cursor_after_connection_dropped"]["ok"], 10,
+        "{results:?}"
+    );
+    lab.assert_untouched();
+}
+
 /// A project whose `reader` database is granted through a role that can only read.
 fn with_reader_role(lab: &Lab, refuse: bool) {
     lab.db.exec(

@@ -109,8 +109,11 @@ pub struct ServerSession {
 /// which costs one parse per statement and keeps a hostile flow from growing it forever.
 #[derive(Debug, Default)]
 struct StatementCache {
-    entries: std::sync::Mutex<HashMap<(bool, Arc<str>), Arc<Statement>>>,
+    entries: std::sync::Mutex<HashMap<StatementKey, Arc<Statement>>>,
 }
+
+/// (read-only grant?, SQL text as the flow sent it).
+type StatementKey = (bool, Arc<str>);
 
 const STATEMENT_CACHE_ENTRIES: usize = 512;
 

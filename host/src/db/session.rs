@@ -71,6 +71,9 @@ pub struct Session {
     /// An operation was under way; if it never finished (the run was cancelled mid-call) the
     /// connection's state is unknown and it is closed rather than pooled.
     busy: bool,
+    /// The guest transaction was lost with a connection ended mid-statement; the next call
+    /// through it hears why.
+    lost_tx: bool,
 }
 
 /// Which guest handle a call came through.
@@ -91,6 +94,7 @@ impl Session {
             tx: None,
             next_tx: 1,
             busy: false,
+            lost_tx: false,
         }))
     }
 
@@ -111,7 +115,10 @@ impl Session {
         self.tx == Some(id)
     }
 
-    fn check_route(&self, route: Route) -> Result<(), DbError> {
+    fn check_route(&mut self, route: Route) -> Result<(), DbError> {
+        if std::mem::take(&mut self.lost_tx) && matches!(route, Route::Transaction(_)) {
+            return Err(lost_transaction(self.name()));
+        }
         match (route, self.tx) {
             (Route::Connection, None) => Ok(()),
             (Route::Connection, Some(_)) => Err(DbError::invalid(
@@ -138,12 +145,7 @@ impl Session {
             if let Some(conn) = self.conn.take() {
                 self.end_on_server(conn).await;
                 if self.tx.take().is_some() {
-                    return Err(DbError::invalid(
-                        self.name(),
-                        "the open transaction was rolled back: a cursor was closed before its \
-                         end (or a call was interrupted), which ends the connection it ran on; \
-                         begin a new transaction",
-                    ));
+                    return Err(lost_transaction(self.name()));
                 }
             }
         }
@@ -162,6 +164,21 @@ impl Session {
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection just set"))
+    }
+
+    /// Called when a cursor is dropped: if it stopped mid-result, its statement may still be
+    /// running on the server, so the connection is ended there now rather than at its next use
+    /// (which may be never, or minutes away). A transaction open on it is lost, and the next
+    /// call through it says so.
+    pub async fn settle(&mut self) {
+        if !self.busy {
+            return;
+        }
+        self.busy = false;
+        if let Some(conn) = self.conn.take() {
+            self.end_on_server(conn).await;
+            self.lost_tx = self.tx.take().is_some();
+        }
     }
 
     /// What the server enforces per statement: the manifest's and the database's statement
@@ -654,6 +671,14 @@ impl Drop for CursorStream {
             reader.abort();
         }
     }
+}
+
+fn lost_transaction(database: &str) -> DbError {
+    DbError::invalid(
+        database,
+        "the open transaction was rolled back: a cursor was closed before its end (or a call \
+         was interrupted), which ends the connection it ran on; begin a new transaction",
+    )
 }
 
 /// Approximate bytes a value takes in memory: what the result-size limits count.

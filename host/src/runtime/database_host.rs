@@ -70,7 +70,10 @@ async fn cursor(
     }
     match CursorStream::open(session, route, sql, params).await {
         Ok(stream) => {
-            let cursor = state.table.push(CursorResource { stream })?;
+            let cursor = state.table.push(CursorResource {
+                stream,
+                session: session.clone(),
+            })?;
             state.open_handles += 1;
             Ok(Ok(cursor))
         }
@@ -285,8 +288,11 @@ impl database::HostCursor for HostState {
         let cursor = self.table.delete(this)?;
         self.open_handles = self.open_handles.saturating_sub(1);
         // Wait for the reader to let go of the session, so the connection's next call finds it
-        // free (and, if the result was not read to its end, replaces the connection).
+        // free; a result not read to its end has its statement ended on the server now.
         cursor.stream.close().await;
+        if let Ok(mut session) = cursor.session.try_lock() {
+            session.settle().await;
+        }
         Ok(())
     }
 }

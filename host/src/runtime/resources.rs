@@ -22,4 +22,6 @@ pub struct TransactionResource {
 /// A guest `cursor`: an open streaming read.
 pub struct CursorResource {
     pub(crate) stream: CursorStream,
+    /// The session it reads on, settled when the cursor is dropped.
+    pub(crate) session: SharedSession,
 }

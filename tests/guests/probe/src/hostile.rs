@@ -34,6 +34,7 @@ impl Probe {
                 .map(|db| json!(db.backend())),
             "open_many" => self.open_many(step),
             "big_param" => self.big_param(step),
+            "stale_handles" => stale_handles(step),
             _ => return None,
         })
     }
@@ -175,4 +176,59 @@ fn mib(mb: u64) -> Result<usize, StepError> {
         .ok()
         .and_then(|mb| mb.checked_mul(1 << 20))
         .ok_or_else(|| sdk(format!("{mb} MiB does not fit the address space")))
+}
+
+/// Uses the raw WIT bindings the way a hostile flow that skips the SDK would: a transaction
+/// handle after its commit, a transaction and a cursor after their connection was dropped.
+/// Reports each call's outcome as `ok` or the db-error's kind.
+fn stale_handles(step: &Json) -> StepResult {
+    use flowhost_sdk::bindings::flowhost::flow::database::open;
+    use flowhost_sdk::bindings::flowhost::flow::types::{DbError, Params};
+    let db = str_field(step, "db")?;
+    let sql = str_field(step, "sql")?;
+    let none = || Params::Positional(Vec::new());
+    let outcome = |r: Result<u64, DbError>| match r {
+        Ok(n) => json!({ "ok": n }),
+        Err(e) => json!({ "error": kind_of(&e) }),
+    };
+    let raw = |e: DbError| sdk(format!("set-up failed: {}", kind_of(&e)));
+
+    let conn = open(db).map_err(raw)?;
+    let tx = conn.begin().map_err(raw)?;
+    tx.commit().map_err(raw)?;
+    let after_commit = outcome(tx.execute(sql, &none()));
+    let committed_again = tx.commit().map(|()| 0);
+    drop(tx);
+
+    let tx = conn.begin().map_err(raw)?;
+    drop(conn);
+    let tx_after_connection_dropped = outcome(tx.execute(sql, &none()));
+    drop(tx);
+
+    let conn = open(db).map_err(raw)?;
+    let cursor = conn
+        .cursor("SELECT g FROM generate_series(1, 100000) g", &none())
+        .map_err(raw)?;
+    drop(conn);
+    let rows = cursor.next(10).map(|rows| rows.len() as u64);
+    drop(cursor);
+    Ok(json!({
+        "after_commit": after_commit,
+        "commit_twice": outcome(committed_again),
+        "tx_after_connection_dropped": tx_after_connection_dropped,
+        "cursor_after_connection_dropped": outcome(rows),
+    }))
+}
+
+fn kind_of(e: &flowhost_sdk::bindings::flowhost::flow::types::DbError) -> &'static str {
+    use flowhost_sdk::bindings::flowhost::flow::types::DbError as E;
+    match e {
+        E::NotGranted(_) => "not-granted",
+        E::ReadOnlyViolation(_) => "read-only-violation",
+        E::Connection(_) => "connection",
+        E::Timeout(_) => "timeout",
+        E::Query(_) => "query",
+        E::Conversion(_) => "conversion",
+        E::InvalidRequest(_) => "invalid-request",
+    }
 }

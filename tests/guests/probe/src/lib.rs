@@ -41,6 +41,7 @@
 //! | `{"op":"connect","addr":"127.0.0.1:5432"}` (a TCP connect) | `null`, or an `sdk` error |
 //! | `{"op":"stdout","message":M}` / `{"op":"stderr","message":M}` | `null` |
 //! | `{"op":"insert_generated","db":D,"sql":S,"rows":N}` (rows `{id, note, score}` built in the guest, one `execute_batch`) | `{"affected": n}` |
+//! | `{"op":"stale_handles","db":D,"sql":S}`: raw bindings, no SDK: runs S through a transaction after its commit, commits it twice, runs S through a transaction and reads a cursor after their connection was dropped | `{"after_commit","commit_twice","tx_after_connection_dropped","cursor_after_connection_dropped"}`, each `{"ok": n}` or `{"error": kind}` |
 //! | `{"op":"recurse","depth":n}`: recurses n calls deep (engine stack, not linear memory) | `n` |
 //! | `{"op":"alloc","mb":n,"quiet":true}`: as `alloc`, but aborts without a word on failure | `n` |
 //! | `{"op":"log_big","mb":n,"stream":S,"level":L}`: one record of n MiB (`x`s) built in the guest | bytes |
