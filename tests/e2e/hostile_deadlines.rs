@@ -161,12 +161,12 @@ fn a_cursor_dropped_on_a_slow_query_stops_it_and_frees_the_connection() {
     ]));
     assert_eq!(results[0]["ok"], 10, "{results:?}");
     assert_eq!(
-        results[2]["ok"]["rows"][0][0]["v"], 1,
-        "the connection answers at once: {results:?}"
+        results[2]["ok"]["rows"][0][0]["v"], 0,
+        "the dropped cursor's query was stopped: {results:?}"
     );
     assert_eq!(
-        results[3]["ok"]["rows"][0][0]["v"], 0,
-        "the dropped cursor's query was stopped: {results:?}"
+        results[3]["ok"]["rows"][0][0]["v"], 1,
+        "the connection answers at once: {results:?}"
     );
 }
 
