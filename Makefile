@@ -10,7 +10,7 @@ WASM_TARGET := wasm32-wasip2
 GUEST_DIR   := target/guests
 GUEST_OUT   := $(GUEST_DIR)/$(WASM_TARGET)/release
 
-.PHONY: run test deps wasm-target flows build lint bench bench-migrate
+.PHONY: run test deps wasm-target flows build lint bench bench-migrate fuzz
 
 run: flows build
 	./target/release/flowhost run flows/rpa1.wasm
@@ -52,3 +52,13 @@ bench-migrate: deps
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# Fuzz every parser for FUZZ_SECONDS each (cargo-fuzz on stable through RUSTC_BOOTSTRAP=1; see
+# fuzz/README.md). Not part of `test` or CI: the first build alone takes 10+ minutes.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := rewrite classify split manifest dotenv connection_string migration_name
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked"; exit 1; }
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 || exit 1; \
+	done

@@ -13,7 +13,7 @@ use super::ConfigError;
 
 /// One assignment read from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub struct Entry {
     pub key: String,
     /// `None` for a bare `KEY` line.
     pub value: Option<String>,
@@ -24,7 +24,7 @@ pub(crate) struct Entry {
 }
 
 /// Parses the text of one `.env` file; `path` is only used in error messages.
-pub(crate) fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
+pub fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
     // Quoted values may span lines; normalising CRLF first keeps `\r` out of them.
     let text = text.replace("\r\n", "\n");
     let mut p = Parser {

@@ -34,7 +34,7 @@ impl fmt::Display for Origin {
 
 /// A value as written, before interpolation.
 #[derive(Clone, Debug)]
-pub(crate) struct RawValue {
+pub struct RawValue {
     pub text: String,
     pub origin: Origin,
     /// Single-quoted file values and process-environment values are final: a `$` in a real
@@ -44,7 +44,7 @@ pub(crate) struct RawValue {
 
 /// Everything `${VAR}` may refer to: the process environment first, then the files.
 #[derive(Clone, Default)]
-pub(crate) struct Vars {
+pub struct Vars {
     pub process: HashMap<String, String>,
     pub files: HashMap<String, RawValue>,
 }

@@ -105,6 +105,15 @@ pub use secret::Secret;
 pub use url::{DatabaseKind, DatabaseTarget, UrlError};
 
 use interpolate::{RawValue, Vars};
+
+/// The private `.env`, interpolation and SQL Server key=value parsers, re-exported only for
+/// the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::dotenv::{Entry, parse as parse_dotenv};
+    pub use super::interpolate::{RawValue, Vars};
+    pub use super::mssql::parse_key_value;
+}
 use keys::{Assignment, EnvKeys, Setting};
 
 /// The environment used when neither `--env` nor `FLOWHOST_ENV` names one.

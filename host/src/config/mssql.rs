@@ -137,7 +137,7 @@ pub(crate) fn looks_like_key_value(s: &str) -> bool {
 }
 
 /// Parses an ADO.NET or ODBC connection string.
-pub(crate) fn parse_key_value(s: &str) -> Result<DatabaseTarget, UrlError> {
+pub fn parse_key_value(s: &str) -> Result<DatabaseTarget, UrlError> {
     let mut b = Builder::default();
     for (k, v) in split_pairs(s)? {
         b.set(&k, v)?;

@@ -32,7 +32,7 @@ pub enum Placeholders {
 const MAX_POSITION: usize = 65_535;
 
 /// Rewrites `:name` and `$n` placeholders in `sql` for `dialect`, leaving everything else
-/// byte-for-byte intact.
+/// byte-for-byte intact (a space is added where a placeholder would fuse with its neighbour).
 pub fn rewrite(sql: &str, dialect: Dialect) -> Result<Rewritten, SqlError> {
     // Every placeholder this function rewrites contains one of these bytes.
     if !sql.bytes().any(|b| b == b':' || b == b'$') {
@@ -84,12 +84,20 @@ pub fn rewrite(sql: &str, dialect: Dialect) -> Result<Rewritten, SqlError> {
         }
         let buf = out.get_or_insert_with(|| String::with_capacity(sql.len() + 16));
         buf.push_str(&sql[copied..tok.start]);
+        let bytes = sql.as_bytes();
+        // `S:z` must become `S $1`, not the identifier `S$1`: keep the placeholder its own token.
+        if tok.start > 0 && joins(bytes[tok.start - 1], dialect) {
+            buf.push(' ');
+        }
         buf.push_str(match dialect {
             Dialect::Postgres => "$",
             Dialect::Sqlite => "?",
             Dialect::SqlServer => "@P",
         });
         push_decimal(buf, index);
+        if bytes.get(tok.end).is_some_and(|&b| joins(b, dialect)) {
+            buf.push(' ');
+        }
         copied = tok.end;
     }
 
@@ -118,6 +126,19 @@ fn unchanged(sql: &str, placeholders: Placeholders) -> Rewritten {
     Rewritten {
         sql: sql.to_owned(),
         placeholders,
+    }
+}
+
+/// Whether byte `b` next to a rewritten placeholder would fuse with it into one token: a name
+/// character before `$1` or `@P1` (every engine allows `$` in names, T-SQL also `@` and `#`),
+/// or `$` after `$1` (PostgreSQL's "trailing junk after parameter"). SQLite's `?1` fuses with
+/// nothing.
+fn joins(b: u8, dialect: Dialect) -> bool {
+    let name = b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 || b == b'$';
+    match dialect {
+        Dialect::Postgres => name,
+        Dialect::SqlServer => name || b == b'@' || b == b'#',
+        Dialect::Sqlite => false,
     }
 }
 
@@ -354,6 +375,19 @@ mod tests {
             out,
             "INSERT INTO \"Tä\" (a,b)\r\nVALUES (@P1,\t@P2) -- ü\n RETURNING *;"
         );
+    }
+
+    #[test]
+    fn placeholder_after_a_name_stays_a_placeholder() {
+        // Found by fuzz/rewrite: `S:z` became `S$1`, a single identifier in PostgreSQL, so the
+        // server saw no parameter (and `$:z` became `$$1`, the start of a dollar-quoted string).
+        assert_eq!(rw("S:z", Postgres).0, "S $1");
+        assert_eq!(rw("$:z", Postgres).0, "$ $1");
+        assert_eq!(rw(":z$x", Postgres).0, "$1 $x");
+        assert_eq!(rw("S:z", SqlServer).0, "S @P1");
+        assert_eq!(rw("@$1", SqlServer).0, "@ @P1");
+        assert_eq!(rw(":z#t", SqlServer).0, "@P1 #t");
+        assert_eq!(rw("S:z", Sqlite).0, "S?1");
     }
 
     #[test]
