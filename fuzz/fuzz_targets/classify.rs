@@ -24,21 +24,38 @@ fuzz_target!(|data: &[u8]| {
                 break;
             };
             assert_eq!(tok.start, end, "{d:?}: gap or overlap before {tok:?}");
-            assert!(tok.end > tok.start && tok.end <= sql.len(), "{d:?}: bad span {tok:?}");
-            assert!(sql.is_char_boundary(tok.end), "{d:?}: span inside a character {tok:?}");
+            assert!(
+                tok.end > tok.start && tok.end <= sql.len(),
+                "{d:?}: bad span {tok:?}"
+            );
+            assert!(
+                sql.is_char_boundary(tok.end),
+                "{d:?}: span inside a character {tok:?}"
+            );
             end = tok.end;
         }
-        assert!(failed || end == sql.len(), "{d:?}: tokens end at {end} of {}", sql.len());
+        assert!(
+            failed || end == sql.len(),
+            "{d:?}: tokens end at {end} of {}",
+            sql.len()
+        );
 
         if let Ok(c) = classify(&sql, d) {
-            assert_eq!(c.reason.is_none(), c.kind == StatementKind::Read, "{d:?}: {c:?}");
+            assert_eq!(
+                c.reason.is_none(),
+                c.kind == StatementKind::Read,
+                "{d:?}: {c:?}"
+            );
             assert_eq!(c.keyword, c.keyword.to_ascii_uppercase(), "{d:?}: {c:?}");
         }
     }
     // One thread per call (the checker's big stack): slow, hence the size limit above.
     for read_only in [true, false] {
         if let Ok(c) = postgres::check(&sql, read_only) {
-            assert!(!read_only || c.kind == StatementKind::Read, "read-only grant allowed {c:?}");
+            assert!(
+                !read_only || c.kind == StatementKind::Read,
+                "read-only grant allowed {c:?}"
+            );
             assert!(read_only || c.functions.is_empty(), "{c:?}");
         }
     }

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     match Manifest::parse(text, "fuzz/flow.toml") {
         Ok(m) => {
             for name in m.databases.keys() {
-                assert!(m.grant(name).is_some(), "grant {name:?} not found by its name");
+                assert!(
+                    m.grant(name).is_some(),
+                    "grant {name:?} not found by its name"
+                );
             }
         }
         Err(e) => {

@@ -22,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
     let (a, b) = name.split_once(' ').unwrap_or((name, "1"));
     if let (Ok(a), Ok(b)) = (Version::parse(a), Version::parse(b)) {
         assert_eq!(a.cmp(&b), b.cmp(&a).reverse(), "{a:?} {b:?}");
-        assert_eq!(a == b, a.cmp(&b) == std::cmp::Ordering::Equal, "{a:?} {b:?}");
+        assert_eq!(
+            a == b,
+            a.cmp(&b) == std::cmp::Ordering::Equal,
+            "{a:?} {b:?}"
+        );
     }
 });

@@ -48,8 +48,15 @@ fuzz_target!(|data: &[u8]| {
         for (b, a) in before.iter().zip(&after) {
             let portable = matches!(b.kind, TokenKind::NamedParam | TokenKind::PositionalParam);
             if !portable {
-                assert_eq!(b.kind, a.kind, "{d:?}: a non-placeholder token changed kind");
-                assert_eq!(b.text(&sql), a.text(&out.sql), "{d:?}: a token's text changed");
+                assert_eq!(
+                    b.kind, a.kind,
+                    "{d:?}: a non-placeholder token changed kind"
+                );
+                assert_eq!(
+                    b.text(&sql),
+                    a.text(&out.sql),
+                    "{d:?}: a token's text changed"
+                );
                 continue;
             }
             let text = a.text(&out.sql);
@@ -58,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
                 Dialect::Sqlite => (TokenKind::QuestionParam, "?"),
                 Dialect::SqlServer => (TokenKind::Variable, "@P"),
             };
-            assert_eq!(a.kind, kind, "{d:?}: placeholder became {:?}: {text:?}", a.kind);
+            assert_eq!(
+                a.kind, kind,
+                "{d:?}: placeholder became {:?}: {text:?}",
+                a.kind
+            );
             let n: usize = text
                 .strip_prefix(prefix)
                 .and_then(|n| n.parse().ok())
@@ -66,6 +77,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(n >= 1, "{d:?}: placeholder {text:?}");
             highest = highest.max(n);
         }
-        assert_eq!(highest, expected, "{d:?}: placeholders do not match {:?}", out.placeholders);
+        assert_eq!(
+            highest, expected,
+            "{d:?}: placeholders do not match {:?}",
+            out.placeholders
+        );
     }
 });

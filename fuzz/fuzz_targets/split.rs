@@ -28,12 +28,21 @@ fuzz_target!(|data: &[u8]| {
                 "{d:?}: span text is not the script's text at its offset"
             );
             assert_eq!(s.line, line_at(&script, s.offset), "{d:?}: wrong line");
-            assert!(!s.sql.starts_with(|c: char| c.is_ascii_whitespace()), "{d:?}: {s:?}");
-            assert!(!s.sql.ends_with(|c: char| c.is_ascii_whitespace()), "{d:?}: {s:?}");
+            assert!(
+                !s.sql.starts_with(|c: char| c.is_ascii_whitespace()),
+                "{d:?}: {s:?}"
+            );
+            assert!(
+                !s.sql.ends_with(|c: char| c.is_ascii_whitespace()),
+                "{d:?}: {s:?}"
+            );
             if s.offset == prev_offset && prev_end > 0 {
                 continue; // a `GO n` repeat
             }
-            assert!(s.offset >= prev_end, "{d:?}: statements overlap or go backwards");
+            assert!(
+                s.offset >= prev_end,
+                "{d:?}: statements overlap or go backwards"
+            );
             prev_offset = s.offset;
             prev_end = s.offset + s.sql.len();
             if d != Dialect::SqlServer {
