@@ -31,7 +31,19 @@ impl Lab {
              -- (PostgreSQL refuses a write made directly in a non-volatile function, but not
              -- one made by a volatile function it calls.)
              CREATE FUNCTION sneaky() RETURNS int STABLE LANGUAGE plpgsql
-                 AS 'BEGIN RETURN bump(); END';",
+                 AS 'BEGIN RETURN bump(); END';
+             -- Side effects behind an operator and a cast, where no function is named.
+             CREATE FUNCTION bump_add(int, int) RETURNS int LANGUAGE sql
+                 AS 'UPDATE secrets SET note = ''by operator''; SELECT $1 + $2';
+             CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = bump_add);
+             CREATE TYPE mood AS ENUM ('calm');
+             CREATE FUNCTION bump_mood(int) RETURNS mood LANGUAGE sql
+                 AS 'UPDATE secrets SET note = ''by cast''; SELECT ''calm''::mood';
+             CREATE CAST (int AS mood) WITH FUNCTION bump_mood(int);
+             -- A STABLE function that turns the session's read-only default off.
+             CREATE FUNCTION unlock() RETURNS int STABLE LANGUAGE plpgsql AS
+                 'BEGIN PERFORM set_config(''default_transaction_read_only'', ''off'', false);
+                  RETURN 1; END';",
         );
         let project = Project::new();
         project.write(
@@ -134,6 +146,13 @@ const RO: &str = "read-only-violation";
 const BAD: &str = "invalid-request";
 
 refused! {
+    // A volatile function behind an operator or a cast, through a read-only grant.
+    ro_volatile_operator: "victim", RO, "operator ===", "SELECT 1 === 2";
+    ro_volatile_operator_qualified: "victim", RO, "operator public.===",
+        "SELECT 1 OPERATOR(public.===) 2";
+    ro_volatile_cast: "victim", RO, "a cast to mood", "SELECT 1::mood";
+    ro_volatile_cast_call_syntax: "victim", RO, "a cast to mood", "SELECT CAST(1 AS mood)";
+
     // Every write form through a read-only grant.
     ro_insert: "victim", RO, "INSERT", "INSERT INTO secrets VALUES (2, 'x')";
     ro_update: "victim", RO, "UPDATE", "UPDATE secrets SET note = 'x'";
@@ -256,6 +275,31 @@ fn a_function_that_lies_about_its_volatility_is_stopped_by_the_read_only_transac
         );
     }
     assert_eq!(results[4]["ok"]["rows"][0][0]["v"], 1, "{results:?}");
+    lab.assert_untouched();
+}
+
+#[test]
+fn a_function_turning_the_read_only_default_off_does_not_open_the_next_statement() {
+    // unlock() is STABLE, so it passes the host's check; what it did to the session's
+    // read-only default is undone before the next statement, which sneaky() then tests.
+    let lab = Lab::new();
+    let results = lab.run(json!([
+        { "op": "query", "db": "victim", "sql": "SELECT unlock()" },
+        { "op": "query", "db": "victim", "sql": "SELECT sneaky()" },
+        { "op": "query", "db": "victim", "sql": "SELECT unlock()" },
+        { "op": "begin", "db": "victim" },
+        { "op": "commit", "db": "victim" },
+        { "op": "query", "db": "victim", "sql": "SELECT sneaky()" },
+        { "op": "query", "db": "victim", "sql": "SHOW default_transaction_read_only" },
+    ]));
+    assert_eq!(results[0]["ok"]["rows"][0][0]["v"], 1, "{results:?}");
+    for i in [1, 5] {
+        assert_eq!(
+            results[i]["error"]["code"], "25006",
+            "step {i} is still read-only: {results:?}"
+        );
+    }
+    assert_eq!(results[6]["ok"]["rows"][0][0]["v"], "on", "{results:?}");
     lab.assert_untouched();
 }
 

@@ -116,3 +116,71 @@ fn a_failed_read_does_not_poison_the_next_one_on_sqlite() {
     assert_eq!(results[4]["ok"]["rows"][0][0]["v"], 1, "{results:?}");
     assert!(results[5].get("ok").is_some(), "{results:?}");
 }
+
+/// Counts the rows of an endless recursive CTE: on its own it never finishes.
+const ENDLESS: &str = "SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)";
+
+#[test]
+fn a_sqlite_statement_past_its_timeout_is_stopped_and_the_connection_goes_on() {
+    // SQLite has no server to cancel on: the session's watchdog stops the statement in
+    // SQLite's own loop, so the 60 s run never gets near its deadline.
+    let lab = SqliteLab::new();
+    let write_forever = format!("UPDATE secrets SET note = ({ENDLESS})");
+    let results = probe_results(&lab.project.run_probe_with(
+        "timeout-seconds = 60\nstatement-timeout-seconds = 1",
+        &[("victim", "read-only"), ("scratch", "read-write")],
+        json!([
+            { "op": "query", "db": "victim", "sql": ENDLESS },
+            { "op": "query", "db": "victim", "sql": "SELECT count(*) FROM secrets" },
+            { "op": "execute", "db": "scratch", "sql": write_forever },
+            { "op": "query", "db": "scratch", "sql": "SELECT note FROM secrets" },
+        ]),
+    ));
+    for i in [0, 2] {
+        assert_eq!(results[i]["error"]["kind"], "timeout", "{results:?}");
+        assert!(
+            results[i]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("statement-timeout-seconds"),
+            "the error says which limit: {results:?}"
+        );
+    }
+    assert_eq!(results[1]["ok"]["rows"][0][0]["v"], 1, "{results:?}");
+    assert_eq!(
+        results[3]["ok"]["rows"][0][0]["v"], "original",
+        "the stopped UPDATE wrote nothing: {results:?}"
+    );
+    lab.assert_untouched();
+}
+
+#[test]
+fn a_sqlite_statement_running_at_the_run_deadline_is_stopped_and_the_run_ends() {
+    // Without the watchdog, sqlx's worker thread runs the statement forever and closing its
+    // connection waits for it: the run would never end.
+    let lab = SqliteLab::new();
+    let out = lab.project.run_probe_with(
+        "timeout-seconds = 2",
+        &[("scratch", "read-write")],
+        json!([
+            { "op": "begin", "db": "scratch" },
+            { "op": "execute", "db": "scratch", "sql": "UPDATE secrets SET note = 'in tx'", "tx": true },
+            { "op": "query", "db": "scratch", "sql": ENDLESS, "tx": true },
+        ]),
+    );
+    // The statement's time is the run's time left: the watchdog stops it as the run's time
+    // runs out, and the flow hears a timeout, or the run is stopped at its deadline.
+    if out.status.code() == Some(4) {
+        assert!(stderr(&out).contains("time limit"), "{}", stderr(&out));
+    } else {
+        let results = probe_results(&out);
+        assert_eq!(results[2]["error"]["kind"], "timeout", "{results:?}");
+    }
+    lab.assert_untouched();
+    // Nothing holds the file: a writer gets it at once.
+    let rows = sqlite_rows(
+        &lab.project.path().join("lab.db"),
+        "INSERT INTO secrets VALUES (2, 'after') RETURNING id",
+    );
+    assert_eq!(rows[0][0].as_deref(), Some("2"));
+}

@@ -65,6 +65,19 @@ impl DbError {
     pub fn from_sqlx(err: sqlx::Error, database: &str, target: &str, redactor: &Redactor) -> Self {
         let scrub = |s: &str| redactor.scrub(s).into_owned();
         match err {
+            // SQLITE_INTERRUPT: only the session's watchdog interrupts, so the time was up.
+            sqlx::Error::Database(e)
+                if e.code().as_deref() == Some("9")
+                    && e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+            {
+                DbError::Timeout {
+                    database: database.to_owned(),
+                    message: "the statement ran past its time limit and was stopped (the \
+                              manifest's statement-timeout-seconds or timeout-seconds, or the \
+                              database's DATABASE_TIMEOUT)"
+                        .into(),
+                }
+            }
             sqlx::Error::Database(e) => {
                 let detail = e
                     .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()

@@ -10,6 +10,7 @@ pub mod postgres;
 mod postgres_session;
 mod session;
 pub mod sqlite;
+mod sqlite_session;
 mod statement;
 pub mod temporal;
 
@@ -95,9 +96,18 @@ pub struct Database {
     warned_privileged: std::sync::atomic::AtomicBool,
 }
 
-/// What a session learned from the server when it started; PostgreSQL only.
-#[derive(Debug, Clone)]
-pub struct ServerSession {
+/// What the host holds of a guest session on its database: how to stop a statement it gave
+/// up on, and what the reset must restore.
+#[derive(Debug)]
+pub enum ServerSession {
+    Postgres(PgSession),
+    /// SQLite's statements run on sqlx's worker thread; this stops them there.
+    Sqlite(Arc<sqlite_session::Watchdog>),
+}
+
+/// A guest session's backend on PostgreSQL.
+#[derive(Debug)]
+pub struct PgSession {
     /// The backend's process id, to end it from another connection when it is stuck.
     pub pid: i32,
     /// The role the connection logged in as: the reset must leave both `session_user` and
@@ -424,14 +434,16 @@ impl Conn {
         db: &Database,
         read_only: bool,
         statement_timeout: Duration,
-    ) -> Result<Option<ServerSession>, DbError> {
+    ) -> Result<ServerSession, DbError> {
         match self {
             Conn::Postgres(c) => {
                 postgres_session::start_session(c, db, read_only, statement_timeout)
                     .await
-                    .map(Some)
+                    .map(ServerSession::Postgres)
             }
-            Conn::Sqlite(c) => sqlite::start_session(c, db, read_only).await.map(|()| None),
+            Conn::Sqlite(c) => sqlite_session::start_session(c, db, read_only)
+                .await
+                .map(ServerSession::Sqlite),
         }
     }
 
@@ -449,22 +461,29 @@ impl Conn {
                 .map_err(|e| format!("ROLLBACK failed: {e}"))?;
         }
         match self {
-            Conn::Postgres(c) => postgres_session::reset_session(c, db, server).await,
-            Conn::Sqlite(c) => sqlite::reset_session(c, db).await,
+            Conn::Postgres(c) => {
+                let pg = match server {
+                    Some(ServerSession::Postgres(pg)) => Some(pg),
+                    _ => None,
+                };
+                postgres_session::reset_session(c, db, pg).await
+            }
+            Conn::Sqlite(c) => sqlite_session::reset_session(c, db).await,
         }
     }
 
     /// Refuses a read-only statement calling any of `functions` that may have side effects.
+    /// `Ok(true)`: it runs user-defined code, which may change session settings.
     pub async fn check_functions(
         &mut self,
         db: &Database,
         functions: &[crate::sql::postgres::FunctionName],
-    ) -> Result<(), DbError> {
+    ) -> Result<bool, DbError> {
         match self {
             Conn::Postgres(c) => {
                 postgres_session::check_functions(c, db, &db.functions, functions).await
             }
-            Conn::Sqlite(_) => Ok(()),
+            Conn::Sqlite(_) => Ok(false),
         }
     }
 

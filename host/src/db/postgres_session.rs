@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection, Row};
 
-use super::{Database, DbError, ServerSession};
-use crate::sql::postgres::{FUNCTION_VOLATILITY_SQL, FunctionName, function_allowed};
+use super::{Database, DbError, PgSession};
+use crate::sql::postgres::{CallKind, FUNCTION_VOLATILITY_SQL, FunctionName, function_allowed};
 
 /// Starts a guest session: one round trip that sets the statement timeout, asks the server to
 /// notice a vanished client within a second (so a killed host does not leave statements
@@ -20,7 +20,7 @@ pub async fn start_session(
     db: &Database,
     read_only: bool,
     statement_timeout: Duration,
-) -> Result<ServerSession, DbError> {
+) -> Result<PgSession, DbError> {
     let mut sql = format!(
         "SET statement_timeout = {}; ",
         statement_timeout.as_millis().max(1)
@@ -72,7 +72,7 @@ pub async fn start_session(
              ... SET standard_conforming_strings = on)",
         ));
     }
-    Ok(ServerSession { pid, login_user })
+    Ok(PgSession { pid, login_user })
 }
 
 /// Undoes whatever a run could have left on its session, then checks: role and session
@@ -81,7 +81,7 @@ pub async fn start_session(
 pub async fn reset_session(
     conn: &mut PgConnection,
     db: &Database,
-    server: Option<&ServerSession>,
+    server: Option<&PgSession>,
 ) -> Result<(), String> {
     const RESET: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; \
         SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES; \
@@ -132,24 +132,33 @@ const VERDICT_TTL: Duration = Duration::from_secs(60);
 /// Verdicts on function names for read-only statements, per database, shared by every run.
 #[derive(Debug, Default)]
 pub struct FunctionVerdicts {
-    known: Mutex<HashMap<FunctionName, (bool, Instant)>>,
+    known: Mutex<HashMap<FunctionName, (Verdict, Instant)>>,
+}
+
+/// What the catalog says about one name a statement calls.
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    allowed: bool,
+    /// Some candidate lives outside `pg_catalog`: a function someone wrote, which may change
+    /// session settings (`set_config` in its body) even when it is not VOLATILE.
+    user_defined: bool,
 }
 
 impl FunctionVerdicts {
-    fn get(&self, name: &FunctionName) -> Option<bool> {
+    fn get(&self, name: &FunctionName) -> Option<Verdict> {
         let known = self.known.lock().expect("function verdicts");
         known
             .get(name)
             .filter(|(_, at)| at.elapsed() < VERDICT_TTL)
-            .map(|(ok, _)| *ok)
+            .map(|(verdict, _)| *verdict)
     }
 
-    fn put(&self, name: FunctionName, ok: bool) {
+    fn put(&self, name: FunctionName, verdict: Verdict) {
         let mut known = self.known.lock().expect("function verdicts");
         if known.len() >= 4096 {
             known.clear();
         }
-        known.insert(name, (ok, Instant::now()));
+        known.insert(name, (verdict, Instant::now()));
     }
 }
 
@@ -157,62 +166,92 @@ impl FunctionVerdicts {
 /// function of that name (in the named schema, or in any schema when unqualified: the
 /// search path could reach any of them) must be non-volatile, or on a short list of volatile
 /// functions that only compute a value.
+///
+/// Returns whether the statement runs user-defined code, after which the session's read-only
+/// default must be set again (that code may have turned it off).
 pub async fn check_functions(
     conn: &mut PgConnection,
     db: &Database,
     verdicts: &FunctionVerdicts,
     functions: &[FunctionName],
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
     let mut unknown = Vec::new();
+    let mut user_code = false;
     for f in functions {
         match verdicts.get(f) {
-            Some(true) => {}
-            Some(false) => return Err(refuse(db, f)),
+            Some(v) if !v.allowed => return Err(refuse(db, f)),
+            Some(v) => user_code |= v.user_defined,
             None => unknown.push(f),
         }
     }
     if unknown.is_empty() {
-        return Ok(());
+        return Ok(user_code);
     }
-    let names: Vec<String> = unknown.iter().map(|f| f.name.clone()).collect();
+    let names_of = |kind: CallKind| -> Vec<String> {
+        unknown
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.name.clone())
+            .collect()
+    };
     let rows = sqlx::query(FUNCTION_VOLATILITY_SQL)
-        .bind(&names)
+        .bind(names_of(CallKind::Function))
+        .bind(names_of(CallKind::Operator))
+        .bind(names_of(CallKind::Cast))
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| db.error(e))?;
-    let candidates: Vec<(String, String, String)> = rows
+    let candidates: Vec<(String, String, String, String)> = rows
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(|e| db.error(e))?;
     for f in unknown {
-        let volatilities: Vec<char> = candidates
+        let matching: Vec<&(String, String, String, String)> = candidates
             .iter()
-            .filter(|(schema, name, _)| {
-                *name == f.name && f.schema.as_ref().is_none_or(|s| s == schema)
+            .filter(|(kind, schema, name, _)| {
+                kind == f.kind.tag()
+                    && *name == f.name
+                    && f.schema.as_ref().is_none_or(|s| s == schema)
             })
-            .filter_map(|(_, _, v)| v.chars().next())
             .collect();
-        let ok = function_allowed(&f.name, &volatilities);
+        let volatilities: Vec<char> = matching
+            .iter()
+            .filter_map(|(_, _, _, v)| v.chars().next())
+            .collect();
+        let verdict = Verdict {
+            allowed: function_allowed(f, &volatilities),
+            user_defined: matching.iter().any(|(_, schema, _, _)| {
+                !matches!(schema.as_str(), "pg_catalog" | "information_schema")
+            }),
+        };
         // A name with no function behind it fails on the server; a later CREATE FUNCTION
         // must not find it pre-approved.
-        if !volatilities.is_empty() {
-            verdicts.put(f.clone(), ok);
+        if !matching.is_empty() {
+            verdicts.put(f.clone(), verdict);
         }
-        if !ok {
+        if !verdict.allowed {
             return Err(refuse(db, f));
         }
+        user_code |= verdict.user_defined;
     }
-    Ok(())
+    Ok(user_code)
 }
 
 fn refuse(db: &Database, f: &FunctionName) -> DbError {
     DbError::ReadOnly {
         database: db.name().to_owned(),
-        reason: format!(
-            "{f} may change data or session state (it is VOLATILE in pg_proc, or reaches \
-             outside the database); a read-only grant calls only functions without side effects"
-        ),
+        reason: match f.kind {
+            CallKind::Function => format!(
+                "{f} may change data or session state (it is VOLATILE in pg_proc, or reaches \
+                 outside the database); a read-only grant calls only functions without side \
+                 effects"
+            ),
+            CallKind::Operator | CallKind::Cast => format!(
+                "{f} may change data or session state (a VOLATILE function implements it); a \
+                 read-only grant calls only functions without side effects"
+            ),
+        },
     }
 }
 

@@ -74,6 +74,8 @@ pub struct Session {
     /// The guest transaction was lost with a connection ended mid-statement; the next call
     /// through it hears why.
     lost_tx: bool,
+    /// The last read-only statement ran user-defined code (see [`Session::check_functions`]).
+    reassert_read_only: bool,
 }
 
 /// Which guest handle a call came through.
@@ -95,6 +97,7 @@ impl Session {
             next_tx: 1,
             busy: false,
             lost_tx: false,
+            reassert_read_only: false,
         }))
     }
 
@@ -154,7 +157,7 @@ impl Session {
             let timeout = self.server_statement_timeout();
             let read_only = self.access == Access::ReadOnly;
             match conn.start_session(&self.db, read_only, timeout).await {
-                Ok(server) => self.server = server,
+                Ok(server) => self.server = Some(server),
                 Err(e) => {
                     // Half set up (a read-only default, a timeout): never pooled again.
                     conn.discard().await;
@@ -181,6 +184,15 @@ impl Session {
         }
     }
 
+    /// Marks a statement as under way (so an interruption is noticed) and gives it its time:
+    /// PostgreSQL's `statement_timeout` is set per session, SQLite's watchdog per statement.
+    fn start_statement(&mut self) {
+        self.busy = true;
+        if let Some(ServerSession::Sqlite(watchdog)) = &self.server {
+            watchdog.arm(Instant::now() + self.server_statement_timeout());
+        }
+    }
+
     /// What the server enforces per statement: the manifest's and the database's statement
     /// timeouts, and never past the run's deadline.
     fn server_statement_timeout(&self) -> Duration {
@@ -198,21 +210,34 @@ impl Session {
     /// Ends a connection whose state is unknown: its backend is terminated on the server (so
     /// no statement keeps running and no lock stays held), then it is closed.
     async fn end_on_server(&mut self, conn: Conn) {
-        if let Some(server) = self.server.take() {
-            self.db.terminate_backend(server.pid).await;
+        match self.server.take() {
+            Some(ServerSession::Postgres(pg)) => self.db.terminate_backend(pg.pid).await,
+            // Stopped within a few thousand steps; closing then waits for nothing.
+            Some(ServerSession::Sqlite(watchdog)) => watchdog.trip(),
+            None => {}
         }
         conn.discard().await;
     }
 
     /// Refuses a read-only statement that calls a function with side effects. The names come
     /// from the parse tree; the database says what each one is.
+    ///
+    /// User-defined code may have turned the session's read-only default off (`set_config` in
+    /// a STABLE function's body), so after a statement that ran some, the next one sets it
+    /// again first.
     async fn check_functions(&mut self, stmt: &Statement) -> Result<(), DbError> {
-        if stmt.functions.is_empty() {
+        if !self.reassert_read_only && stmt.functions.is_empty() {
             return Ok(());
         }
         let db = self.db.clone();
+        let reassert = std::mem::take(&mut self.reassert_read_only);
         let conn = self.conn().await?;
-        conn.check_functions(&db, &stmt.functions).await
+        if reassert {
+            conn.run_raw(&db, "SET default_transaction_read_only = on")
+                .await?;
+        }
+        self.reassert_read_only = conn.check_functions(&db, &stmt.functions).await?;
+        Ok(())
     }
 
     /// The statement for `sql` under this session's grant, and the values to bind.
@@ -255,7 +280,7 @@ impl Session {
         self.check_functions(&stmt).await?;
         let (db, limits) = (self.db.clone(), self.limits);
         self.conn().await?;
-        self.busy = true;
+        self.start_statement();
         let conn = self.conn.as_mut().expect("connected above");
         let result = conn.query(&db, &stmt, &values, &limits).await;
         self.busy = false;
@@ -274,7 +299,7 @@ impl Session {
         self.check_functions(&stmt).await?;
         let db = self.db.clone();
         self.conn().await?;
-        self.busy = true;
+        self.start_statement();
         let conn = self.conn.as_mut().expect("connected above");
         let result = conn.execute(&db, &stmt, &values).await;
         self.busy = false;
@@ -316,7 +341,7 @@ impl Session {
         let db = self.db.clone();
         let dialect = db.backend().dialect();
         self.conn().await?;
-        self.busy = true;
+        self.start_statement();
         let conn = self.conn.as_mut().expect("connected above");
         conn.run_raw(&db, open).await?;
         // Many rows per statement when the statement allows it; if that fails for any reason
@@ -360,7 +385,7 @@ impl Session {
         self.check_route(Route::Connection)?;
         let (db, sql) = (self.db.clone(), self.begin_sql());
         self.conn().await?;
-        self.busy = true;
+        self.start_statement();
         self.conn
             .as_mut()
             .expect("connected above")
@@ -381,7 +406,7 @@ impl Session {
         self.conn().await?;
         // Whatever happens below, this transaction is over: a failed COMMIT has rolled back.
         self.tx = None;
-        self.busy = true;
+        self.start_statement();
         let conn = self.conn.as_mut().expect("connected above");
         let result = conn.run_raw(&db, sql).await;
         if result.is_err() {
@@ -401,6 +426,9 @@ impl Session {
         };
         let open = self.tx.take().is_some();
         let interrupted = std::mem::take(&mut self.busy);
+        if let Some(ServerSession::Sqlite(watchdog)) = &self.server {
+            watchdog.disarm();
+        }
         let reset = match interrupted {
             true => Err("a statement was interrupted".to_owned()),
             false => {
@@ -534,7 +562,7 @@ impl CursorStream {
         let reader = tokio::spawn(async move {
             let session = &mut *guard;
             let db = session.db.clone();
-            session.busy = true;
+            session.start_statement();
             let conn = session
                 .conn
                 .as_mut()

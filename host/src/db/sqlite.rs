@@ -206,52 +206,6 @@ fn arguments(values: &[&Value]) -> SqliteArguments {
     args
 }
 
-/// Starts a guest session. A read-only grant turns on `query_only`, SQLite's own refusal to
-/// change the database file, under the host's statement check: each statement then runs in
-/// autocommit, so one failure never leaves a wrapper transaction for the next to trip on.
-pub async fn start_session(
-    conn: &mut SqliteConnection,
-    db: &Database,
-    read_only: bool,
-) -> Result<(), DbError> {
-    let pragma = if read_only {
-        "PRAGMA query_only = ON"
-    } else {
-        "PRAGMA query_only = OFF"
-    };
-    sqlx::raw_sql(pragma)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| db.error(e))?;
-    Ok(())
-}
-
-/// Ends a guest session: no transaction may be left open (`ROLLBACK` already ran when one
-/// was) and no temporary object may survive; a connection that fails that is not pooled.
-pub async fn reset_session(conn: &mut SqliteConnection, db: &Database) -> Result<(), String> {
-    let row = sqlx::query(
-        "SELECT (SELECT count(*) FROM temp.sqlite_master), (SELECT count(*) FROM pragma_database_list WHERE name NOT IN ('main', 'temp'))",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| format!("the session check failed: {}", db.error(e)))?;
-    let (temp, attached): (i64, i64) = (
-        row.try_get(0).map_err(|e| e.to_string())?,
-        row.try_get(1).map_err(|e| e.to_string())?,
-    );
-    if temp != 0 {
-        return Err(format!("{temp} temporary object(s) survived the run"));
-    }
-    if attached != 0 {
-        return Err(format!("{attached} attached database(s) survived the run"));
-    }
-    sqlx::raw_sql("PRAGMA query_only = OFF")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| format!("resetting query_only failed: {}", db.error(e)))?;
-    Ok(())
-}
-
 /// Binds and starts `stmt`; rows are decoded by their columns' declared types as they arrive.
 pub async fn open_stream<'c>(
     conn: &'c mut SqliteConnection,

@@ -25,19 +25,52 @@ use serde_json::Value as Json;
 
 use super::{SqlError, StatementKind};
 
-/// A function a statement calls, as the parser resolved its name.
+/// A function a statement calls, as the parser resolved its name: called by name, or behind
+/// an operator or a cast (whose functions a user can define too).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FunctionName {
-    /// The schema it was qualified with (`pg_catalog.now()`), if any.
+    pub kind: CallKind,
+    /// The schema it was qualified with (`pg_catalog.now()`, `OPERATOR(s.+)`), if any.
     pub schema: Option<String>,
+    /// The function's name, the operator's symbol, or the cast's target type.
     pub name: String,
+}
+
+/// How a statement reaches a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CallKind {
+    Function,
+    Operator,
+    /// A cast to the named type: every cast function to it counts.
+    Cast,
+}
+
+impl FunctionName {
+    fn new(kind: CallKind, parts: &[&str]) -> Option<FunctionName> {
+        let (name, schema) = match parts {
+            [] => return None,
+            [name] => (name, None),
+            [.., schema, name] => (name, Some((*schema).to_owned())),
+        };
+        Some(FunctionName {
+            kind,
+            schema,
+            name: (*name).to_owned(),
+        })
+    }
 }
 
 impl std::fmt::Display for FunctionName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.schema {
-            Some(schema) => write!(f, "{schema}.{}()", self.name),
-            None => write!(f, "{}()", self.name),
+        let schema = self
+            .schema
+            .as_deref()
+            .map(|s| format!("{s}."))
+            .unwrap_or_default();
+        match self.kind {
+            CallKind::Function => write!(f, "{schema}{}()", self.name),
+            CallKind::Operator => write!(f, "operator {schema}{}", self.name),
+            CallKind::Cast => write!(f, "a cast to {schema}{}", self.name),
         }
     }
 }
@@ -171,7 +204,7 @@ fn check_here(sql: &str, read_only: bool) -> Result<Checked, Refusal> {
     }
     if read_only {
         check_read(&found, &keyword)?;
-        if let Some(f) = found.functions.iter().find(|f| denied_function(&f.name)) {
+        if let Some(f) = found.functions.iter().find(|f| denied_function(f)) {
             return Err(Refusal::NotARead(format!(
                 "{f} reaches outside the database or changes session state; it is refused on \
                  every grant"
@@ -307,7 +340,7 @@ fn check_write(found: &Tree) -> Result<(), Refusal> {
             ),
         }));
     }
-    if let Some(f) = found.functions.iter().find(|f| denied_function(&f.name)) {
+    if let Some(f) = found.functions.iter().find(|f| denied_function(f)) {
         return Err(Refusal::Forbidden(format!(
             "{f} reaches outside the database (server files, programs, other sessions, \
              replication or SQL given as text) and is refused on every grant"
@@ -358,9 +391,20 @@ fn walk(value: &Json, depth: usize, found: &mut Tree) -> Result<(), Refusal> {
                 match key.as_str() {
                     // `funccall` is CALL's own field of the same type.
                     "FuncCall" | "funccall" => {
-                        if let Some(name) = function_name(inner) {
-                            found.functions.insert(name);
-                        }
+                        let parts = name_parts(&inner["funcname"]);
+                        found
+                            .functions
+                            .extend(FunctionName::new(CallKind::Function, &parts));
+                    }
+                    // An expression's operator, a sublink's (`= ANY (SELECT ...)`), a sort's
+                    // (`ORDER BY a USING <`).
+                    "AExpr" => found.functions.extend(operators_of(&inner["name"])),
+                    "oper_name" | "use_op" => found.functions.extend(operators_of(inner)),
+                    "TypeCast" => {
+                        let parts = name_parts(&inner["type_name"]["names"]);
+                        found
+                            .functions
+                            .extend(FunctionName::new(CallKind::Cast, &parts));
                     }
                     "into_clause" if !inner.is_null() => found.into = true,
                     // ALTER ... OWNER TO, CREATE SCHEMA ... AUTHORIZATION.
@@ -392,23 +436,30 @@ fn key_of_statement(map: &serde_json::Map<String, Json>) -> bool {
         || (map.contains_key("objtype") && map.contains_key("comment"))
 }
 
-/// `funcname` is a list of String nodes: `["pg_catalog", "now"]` or `["now"]`.
-fn function_name(call: &Json) -> Option<FunctionName> {
-    let parts: Vec<&str> = call["funcname"]
-        .as_array()?
-        .iter()
-        .filter_map(|n| n["node"]["String"]["sval"].as_str())
-        .collect();
-    match parts.as_slice() {
-        [name] => Some(FunctionName {
-            schema: None,
-            name: (*name).to_owned(),
-        }),
-        [.., schema, name] => Some(FunctionName {
-            schema: Some((*schema).to_owned()),
-            name: (*name).to_owned(),
-        }),
-        [] => None,
+/// A name list of String nodes: `["pg_catalog", "now"]`, `["+"]`.
+fn name_parts(list: &Json) -> Vec<&str> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|n| n["node"]["String"]["sval"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The operators an expression node names. `BETWEEN` (named by its keywords) compares with
+/// `>=` and `<=`, which the database resolves for the operands' types.
+fn operators_of(list: &Json) -> Vec<FunctionName> {
+    let parts = name_parts(list);
+    match parts.last() {
+        Some(word) if word.chars().all(|c| c.is_ascii_alphabetic() || c == ' ') => [">=", "<="]
+            .iter()
+            .filter_map(|op| FunctionName::new(CallKind::Operator, &[op]))
+            .collect(),
+        _ => FunctionName::new(CallKind::Operator, &parts)
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -497,7 +548,11 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "pg_import_system_collations",
 ];
 
-fn denied_function(name: &str) -> bool {
+fn denied_function(f: &FunctionName) -> bool {
+    f.kind == CallKind::Function && denied_name(&f.name)
+}
+
+fn denied_name(name: &str) -> bool {
     DENIED_FUNCTIONS
         .iter()
         .any(|pattern| match pattern.find('*') {
@@ -523,21 +578,43 @@ const VOLATILE_BUT_PURE: &[&str] = &[
     "uuidv7",
 ];
 
-/// Whether a read-only statement may call function `name`, given the volatility (`i`, `s`,
-/// `v`) of every function the database has under that name. No candidate at all is allowed:
-/// the statement will fail with "function does not exist" on the server.
-pub fn function_allowed(name: &str, volatilities: &[char]) -> bool {
-    if denied_function(name) {
+/// Whether a read-only statement may call `f`, given the volatility (`i`, `s`, `v`) of every
+/// function the database has behind it: every function of that name, every function
+/// implementing an operator of that symbol, every cast function to that type. No candidate at
+/// all is allowed: the statement will fail on the server ("does not exist"), or the cast needs
+/// no function.
+pub fn function_allowed(f: &FunctionName, volatilities: &[char]) -> bool {
+    if denied_function(f) {
         return false;
     }
-    VOLATILE_BUT_PURE.contains(&name) || volatilities.iter().all(|v| *v != 'v')
+    let pure = f.kind == CallKind::Function && VOLATILE_BUT_PURE.contains(&f.name.as_str());
+    pure || volatilities.iter().all(|v| *v != 'v')
 }
 
-/// The pg_proc query that resolves function names: every candidate of each name, in every
-/// schema, with its volatility. `$1` is a `text[]` of names.
-pub const FUNCTION_VOLATILITY_SQL: &str = "SELECT n.nspname::text, p.proname::text, \
+/// The catalog query that resolves what statements call: each candidate's kind (`f`
+/// function, `o` operator, `c` cast), schema, name and volatility. `$1`, `$2`, `$3` are
+/// `text[]`s of function names, operator symbols and cast target types.
+pub const FUNCTION_VOLATILITY_SQL: &str = "SELECT 'f', n.nspname::text, p.proname::text, \
      p.provolatile::text FROM pg_catalog.pg_proc p \
-     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = ANY($1)";
+     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = ANY($1) \
+     UNION ALL SELECT 'o', n.nspname::text, o.oprname::text, p.provolatile::text \
+     FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
+     JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace WHERE o.oprname = ANY($2) \
+     UNION ALL SELECT 'c', n.nspname::text, t.typname::text, p.provolatile::text \
+     FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc \
+     JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
+     JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = ANY($3)";
+
+impl CallKind {
+    /// The tag [`FUNCTION_VOLATILITY_SQL`] gives this kind's rows.
+    pub fn tag(self) -> &'static str {
+        match self {
+            CallKind::Function => "f",
+            CallKind::Operator => "o",
+            CallKind::Cast => "c",
+        }
+    }
+}
 
 #[cfg(test)]
 #[path = "postgres_tests.rs"]

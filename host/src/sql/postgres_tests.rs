@@ -8,8 +8,18 @@ fn read_write(sql: &str) -> Result<Checked, Refusal> {
     check(sql, false)
 }
 
+/// The functions a statement calls by name.
 fn names(checked: &Checked) -> Vec<String> {
-    checked.functions.iter().map(|f| f.to_string()).collect()
+    called(checked, CallKind::Function)
+}
+
+fn called(checked: &Checked, kind: CallKind) -> Vec<String> {
+    checked
+        .functions
+        .iter()
+        .filter(|f| f.kind == kind)
+        .map(|f| f.to_string())
+        .collect()
 }
 
 #[test]
@@ -304,20 +314,20 @@ fn deep_but_ordinary_expressions_are_checked() {
 
 #[test]
 fn function_policy_allows_only_side_effect_free_calls() {
-    assert!(function_allowed("lower", &['i']));
-    assert!(function_allowed("now", &['s']));
-    assert!(function_allowed("random", &['v']));
-    assert!(function_allowed("no_such_function", &[]));
-    assert!(!function_allowed("nextval", &['v']));
+    assert!(function_allowed(&function("lower"), &['i']));
+    assert!(function_allowed(&function("now"), &['s']));
+    assert!(function_allowed(&function("random"), &['v']));
+    assert!(function_allowed(&function("no_such_function"), &[]));
+    assert!(!function_allowed(&function("nextval"), &['v']));
     assert!(
-        !function_allowed("my_func", &['s', 'v']),
+        !function_allowed(&function("my_func"), &['s', 'v']),
         "one volatile overload is enough"
     );
     assert!(
-        !function_allowed("query_to_xml", &['s']),
+        !function_allowed(&function("query_to_xml"), &['s']),
         "stable but runs SQL text"
     );
-    assert!(!function_allowed("pg_ls_waldir", &['v']));
+    assert!(!function_allowed(&function("pg_ls_waldir"), &['v']));
 }
 
 #[test]
@@ -326,4 +336,52 @@ fn keywords_read_as_sql() {
     assert_eq!(keyword_of("CreateTableAsStmt"), "CREATE TABLE AS");
     assert_eq!(keyword_of("AlterSystemStmt"), "ALTER SYSTEM");
     assert_eq!(keyword_of("CreateExtensionStmt"), "CREATE EXTENSION");
+}
+
+fn function(name: &str) -> FunctionName {
+    FunctionName::new(CallKind::Function, &[name]).unwrap()
+}
+
+#[test]
+fn operators_and_casts_are_listed_for_resolution_like_functions() {
+    let checked = read_only(
+        "SELECT a + b, a OPERATOR(app.===) b, x::app.money, CAST(y AS mood) FROM t \
+         WHERE c = ANY(SELECT d FROM u) AND e BETWEEN 1 AND 2 AND f LIKE 'x%' ORDER BY g USING <",
+    )
+    .unwrap();
+    let mut operators = called(&checked, CallKind::Operator);
+    operators.sort();
+    assert_eq!(
+        operators,
+        [
+            "operator +",
+            "operator <",
+            "operator <=",
+            "operator =",
+            "operator >=",
+            "operator app.===",
+            "operator ~~",
+        ]
+    );
+    let mut casts = called(&checked, CallKind::Cast);
+    casts.sort();
+    assert_eq!(casts, ["a cast to app.money", "a cast to mood"]);
+    assert!(names(&checked).is_empty(), "{:?}", names(&checked));
+}
+
+#[test]
+fn a_volatile_operator_or_cast_is_refused_but_not_by_a_function_name_it_shares() {
+    let op = FunctionName::new(CallKind::Operator, &["+"]).unwrap();
+    assert!(function_allowed(&op, &['i', 'i', 's']));
+    assert!(
+        !function_allowed(&op, &['i', 'v']),
+        "one volatile candidate refuses"
+    );
+    let cast = FunctionName::new(CallKind::Cast, &["random"]).unwrap();
+    assert!(
+        !function_allowed(&cast, &['v']),
+        "the pure-function list is for functions called by name"
+    );
+    let named_like_denied = FunctionName::new(CallKind::Cast, &["pg_read_file"]).unwrap();
+    assert!(function_allowed(&named_like_denied, &['i']));
 }

@@ -1,0 +1,139 @@
+//! A guest session on SQLite: read-only mode, and stopping a statement the host gave up on.
+//!
+//! SQLite has no server to send a cancel to, and sqlx runs each connection's statements on a
+//! worker thread that keeps going when the run's future is dropped. So every session installs a
+//! progress handler: SQLite calls it every [`PROGRESS_OPS`] virtual-machine steps, and when it
+//! says stop the statement ends with `SQLITE_INTERRUPT` and its transaction rolls back. The
+//! handler reads a [`Watchdog`] the session arms with each statement's deadline and trips at
+//! once when it abandons the connection (a dropped cursor, a trap, the run's deadline).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use sqlx::{Row, SqliteConnection};
+
+use super::{Database, DbError};
+
+/// Virtual-machine steps between two looks at the watchdog: a few microseconds of work, so an
+/// expired statement stops at once and a look (one clock read) costs well under 1%.
+const PROGRESS_OPS: i32 = 1000;
+
+/// When the statement running on one SQLite connection must stop. Shared between the session
+/// (which arms and trips it) and SQLite's progress handler on the worker thread.
+#[derive(Debug)]
+pub struct Watchdog {
+    base: Instant,
+    /// Nanoseconds after `base` at which the statement must stop; 0 stops it now.
+    until: AtomicU64,
+}
+
+impl Watchdog {
+    fn new() -> Arc<Watchdog> {
+        Arc::new(Watchdog {
+            base: Instant::now(),
+            until: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    /// The next statement may run until `until`.
+    pub fn arm(&self, until: Instant) {
+        let nanos = until.saturating_duration_since(self.base).as_nanos();
+        self.until.store(
+            u64::try_from(nanos).unwrap_or(u64::MAX).max(1),
+            Ordering::Release,
+        );
+    }
+
+    /// No deadline: the host's own statements (the end-of-run rollback and reset) must finish.
+    pub fn disarm(&self) {
+        self.until.store(u64::MAX, Ordering::Release);
+    }
+
+    /// Stops whatever runs now, and anything started after.
+    pub fn trip(&self) {
+        self.until.store(0, Ordering::Release);
+    }
+
+    fn expired(&self) -> bool {
+        let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        now >= self.until.load(Ordering::Acquire)
+    }
+}
+
+/// Starts a guest session. A read-only grant turns on `query_only`, SQLite's own refusal to
+/// change the database file, under the host's statement check: each statement then runs in
+/// autocommit, so one failure never leaves a wrapper transaction for the next to trip on.
+pub async fn start_session(
+    conn: &mut SqliteConnection,
+    db: &Database,
+    read_only: bool,
+) -> Result<Arc<Watchdog>, DbError> {
+    let watchdog = Watchdog::new();
+    let seen = watchdog.clone();
+    conn.lock_handle()
+        .await
+        .map_err(|e| db.error(e))?
+        .set_progress_handler(PROGRESS_OPS, move || !seen.expired());
+    let pragma = if read_only {
+        "PRAGMA query_only = ON"
+    } else {
+        "PRAGMA query_only = OFF"
+    };
+    sqlx::raw_sql(pragma)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| db.error(e))?;
+    Ok(watchdog)
+}
+
+/// Ends a guest session: no transaction may be left open (`ROLLBACK` already ran when one
+/// was) and no temporary object may survive; a connection that fails that is not pooled. The
+/// progress handler goes first, so an expired deadline cannot stop the host's own statements.
+pub async fn reset_session(conn: &mut SqliteConnection, db: &Database) -> Result<(), String> {
+    conn.lock_handle()
+        .await
+        .map_err(|e| format!("removing the statement watchdog failed: {}", db.error(e)))?
+        .remove_progress_handler();
+    let row = sqlx::query(
+        "SELECT (SELECT count(*) FROM temp.sqlite_master), (SELECT count(*) FROM pragma_database_list WHERE name NOT IN ('main', 'temp'))",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| format!("the session check failed: {}", db.error(e)))?;
+    let (temp, attached): (i64, i64) = (
+        row.try_get(0).map_err(|e| e.to_string())?,
+        row.try_get(1).map_err(|e| e.to_string())?,
+    );
+    if temp != 0 {
+        return Err(format!("{temp} temporary object(s) survived the run"));
+    }
+    if attached != 0 {
+        return Err(format!("{attached} attached database(s) survived the run"));
+    }
+    sqlx::raw_sql("PRAGMA query_only = OFF")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| format!("resetting query_only failed: {}", db.error(e)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_fresh_watchdog_never_expires_and_an_armed_one_expires_at_its_deadline() {
+        let dog = Watchdog::new();
+        assert!(!dog.expired());
+        dog.arm(Instant::now() + Duration::from_secs(3600));
+        assert!(!dog.expired());
+        dog.arm(Instant::now() - Duration::from_secs(1));
+        assert!(dog.expired(), "a deadline already past stops the statement");
+        dog.arm(Instant::now() + Duration::from_secs(3600));
+        dog.trip();
+        assert!(dog.expired(), "tripping overrides the armed deadline");
+    }
+}
