@@ -342,6 +342,8 @@ impl<'a> Stmt<'a> {
         let mut depth = 0usize;
         let mut sets_owed = usize::from(self.is(first, &["UPDATE"]));
         let leads_with_select = self.is(first, &["SELECT", "WITH"]);
+        // After `WITH name AS (...)` the first top-level SELECT is the statement's own query.
+        let mut main_select_owed = self.is(first, &["WITH"]);
         for i in first + 1..self.toks.len() {
             match self.toks[i].kind {
                 TokenKind::LParen => depth += 1,
@@ -351,6 +353,16 @@ impl<'a> Stmt<'a> {
             let Some(w) = self.keyword_at(i).filter(|_| depth == 0) else {
                 continue;
             };
+            // A top-level SELECT continues a query only after a set operator: T-SQL needs no
+            // `;`, so `SELECT 1 SELECT 2` is two statements (and two result sets).
+            if leads_with_select && w.eq_ignore_ascii_case("SELECT") {
+                if std::mem::take(&mut main_select_owed)
+                    || self.is(i - 1, &["UNION", "ALL", "EXCEPT", "INTERSECT"])
+                {
+                    continue;
+                }
+                return Err(SqlError::MultipleStatements);
+            }
             if w.eq_ignore_ascii_case("UPDATE") {
                 sets_owed += 1;
             } else if w.eq_ignore_ascii_case("SET") && sets_owed > 0 {
@@ -455,6 +467,9 @@ mod tests {
         check(SqlServer, Read, &[
             "SELECT TOP (1) * FROM t WITH (NOLOCK) OPTION (RECOMPILE)",
             "SELECT [delete] FROM t FOR XML PATH('')", "WITH c AS (SELECT 1 AS a) SELECT a FROM c",
+            "SELECT 1 UNION ALL SELECT 2 EXCEPT SELECT 3 INTERSECT SELECT 4",
+            "WITH c AS (SELECT 1 AS a), d AS (SELECT 2 AS a) SELECT a FROM c UNION SELECT a FROM d",
+            "SELECT a FROM t WHERE b IN (SELECT b FROM u)",
         ]);
     }
 
@@ -588,6 +603,10 @@ mod tests {
             ("SELECT * FROM t EXEC xp_cmdshell 'x'", SqlServer),
             ("BEGIN TRAN DELETE FROM t", SqlServer), ("SET NOCOUNT ON SELECT 1", SqlServer),
             ("UPDATE t SET a = 1 SET NOCOUNT ON", SqlServer), ("select 1 begin tran", SqlServer),
+            // Two reads are still two statements (found by the differential test).
+            ("SELECT 1 SELECT 2", SqlServer), ("SELECT a FROM t WHERE b = 1 SELECT 2", SqlServer),
+            ("WITH c AS (SELECT 1 AS a) SELECT a FROM c SELECT 2", SqlServer),
+            ("SELECT 1 WITH c AS (SELECT 2 AS a) SELECT a FROM c", SqlServer),
         ] {
             assert_eq!(classify(sql, d), Err(SqlError::MultipleStatements), "{sql}");
         }

@@ -11,6 +11,8 @@ pub mod postgres;
 pub mod split;
 #[cfg(test)]
 mod split_tsql_tests;
+#[cfg(test)]
+mod tsql_differential_tests;
 pub mod values;
 
 pub use classify::{Classified, StatementKind, classify};
