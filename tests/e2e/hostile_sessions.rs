@@ -3,10 +3,9 @@
 //! migration would have created them), and the next run on the same pool of one — in the same
 //! process, as a long-lived host runs flows — must find none of it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use flowhost::config::{Config, LoadOptions};
+use flowhost::config::Config;
 use flowhost::manifest::Manifest;
 use flowhost::run::{Host, RunRecord, RunRequest, RunStatus};
 use flowhost::runtime::RuntimeOptions;
@@ -78,13 +77,7 @@ impl PoolOfOne {
             ));
         }
         project.write(".env", &env);
-        let config = Config::load(&LoadOptions {
-            dotenv_dir: Some(project.path().to_owned()),
-            process_env: HashMap::new(),
-            data_dir: project.path().join(".flowhost"),
-            ..LoadOptions::default()
-        })
-        .unwrap();
+        let config = project.load_config();
         let manifest = Manifest::parse(
             "[flow]\nname = \"leaky\"\n[limits]\ntimeout-seconds = 20\n\
              [databases.victim]\naccess = \"read-only\"\n\

@@ -4,10 +4,8 @@
 //! "goes on" means the next run on the same host and pool succeeds. Log tests run the real
 //! binary instead, because what they check is the log it writes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use flowhost::config::{Config, LoadOptions};
 use flowhost::manifest::Manifest;
 use flowhost::run::{Host, RunRecord, RunRequest, RunStatus};
 use flowhost::runtime::RuntimeOptions;
@@ -36,13 +34,7 @@ impl Lab {
                 env.replace("DB_", "DEVELOPMENT_GLOBAL_LAB_")
             ),
         );
-        let config = Config::load(&LoadOptions {
-            dotenv_dir: Some(project.path().to_owned()),
-            process_env: HashMap::new(),
-            data_dir: project.path().join(".flowhost"),
-            ..LoadOptions::default()
-        })
-        .unwrap();
+        let config = project.load_config();
         let host = Host::new(Arc::new(config), RuntimeOptions::default()).unwrap();
         Lab {
             host,

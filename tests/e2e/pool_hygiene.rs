@@ -2,10 +2,8 @@
 //! connection must not see it. Driven in-process through the library (`flowhost::run::Host`), the
 //! way a long-lived worker runs many flows on one pool.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use flowhost::config::{Config, LoadOptions};
 use flowhost::manifest::Manifest;
 use flowhost::run::{Host, RunRecord, RunRequest, RunStatus};
 use flowhost::runtime::RuntimeOptions;
@@ -42,13 +40,7 @@ fn a_crashed_run_leaves_its_pooled_connection_clean_for_the_next_run() {
             db.url()
         ),
     );
-    let config = Config::load(&LoadOptions {
-        dotenv_dir: Some(project.path().to_owned()),
-        process_env: HashMap::new(),
-        data_dir: project.path().join(".flowhost"),
-        ..LoadOptions::default()
-    })
-    .unwrap();
+    let config = project.load_config();
     let manifest = Manifest::parse(
         "[flow]\nname = \"hygiene\"\n[databases.lab]\naccess = \"read-write\"\n",
         project.path().join("hygiene.toml"),

@@ -60,6 +60,18 @@ pub struct Project {
 }
 
 impl Project {
+    /// The configuration an in-process host gets from this project's `.env`, with no process
+    /// environment: what `flowhost run` in this directory would load.
+    pub fn load_config(&self) -> flowhost::config::Config {
+        flowhost::config::Config::load(&flowhost::config::LoadOptions {
+            dotenv_dir: Some(self.path().to_owned()),
+            process_env: std::collections::HashMap::new(),
+            data_dir: self.path().join(".flowhost"),
+            ..flowhost::config::LoadOptions::default()
+        })
+        .unwrap()
+    }
+
     pub fn new() -> Project {
         Project {
             dir: tempfile::tempdir().expect("create a temp dir"),
