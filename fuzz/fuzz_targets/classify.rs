@@ -4,10 +4,10 @@
 //! uppercased first word.
 #![no_main]
 
-use flowhost::sql::{Dialect, StatementKind, classify, postgres, tokens};
+use flowhost::sql::{Backend, StatementKind, classify, postgres, tokens};
 use libfuzzer_sys::fuzz_target;
 
-const DIALECTS: [Dialect; 3] = [Dialect::Postgres, Dialect::Sqlite, Dialect::SqlServer];
+const DIALECTS: [Backend; 3] = [Backend::Postgres, Backend::Sqlite, Backend::SqlServer];
 
 fuzz_target!(|data: &[u8]| {
     if data.len() > 4096 {

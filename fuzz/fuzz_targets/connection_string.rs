@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use flowhost::config::fuzzing::parse_key_value;
-use flowhost::config::{DatabaseKind, DatabaseTarget};
+use flowhost::config::{Backend, DatabaseTarget};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,9 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let base = Path::new("/srv/flows");
     for kind in [
         None,
-        Some(DatabaseKind::Postgres),
-        Some(DatabaseKind::Sqlite),
-        Some(DatabaseKind::SqlServer),
+        Some(Backend::Postgres),
+        Some(Backend::Sqlite),
+        Some(Backend::SqlServer),
     ] {
         match DatabaseTarget::parse(s, kind, base) {
             Ok(t) => {
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     match parse_key_value(s) {
-        Ok(t) => assert_eq!(t.kind(), DatabaseKind::SqlServer),
+        Ok(t) => assert_eq!(t.kind(), Backend::SqlServer),
         Err(e) => {
             let _ = e.to_string();
         }

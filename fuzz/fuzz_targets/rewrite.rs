@@ -4,10 +4,10 @@
 //! one backend placeholder per portable one, numbered up to the count the caller is told to bind.
 #![no_main]
 
-use flowhost::sql::{Dialect, Placeholders, Token, TokenKind, rewrite, tokenize};
+use flowhost::sql::{Backend, Placeholders, Token, TokenKind, rewrite, tokenize};
 use libfuzzer_sys::fuzz_target;
 
-const DIALECTS: [Dialect; 3] = [Dialect::Postgres, Dialect::Sqlite, Dialect::SqlServer];
+const DIALECTS: [Backend; 3] = [Backend::Postgres, Backend::Sqlite, Backend::SqlServer];
 
 fuzz_target!(|data: &[u8]| {
     if data.len() > 4096 {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let unchanged = matches!(out.placeholders, Placeholders::None)
-            || (d == Dialect::Postgres && matches!(out.placeholders, Placeholders::Positional(_)));
+            || (d == Backend::Postgres && matches!(out.placeholders, Placeholders::Positional(_)));
         if unchanged {
             assert_eq!(out.sql, *sql, "{d:?}: text changed without placeholders");
             continue;
@@ -61,9 +61,9 @@ fuzz_target!(|data: &[u8]| {
             }
             let text = a.text(&out.sql);
             let (kind, prefix) = match d {
-                Dialect::Postgres => (TokenKind::PositionalParam, "$"),
-                Dialect::Sqlite => (TokenKind::QuestionParam, "?"),
-                Dialect::SqlServer => (TokenKind::Variable, "@P"),
+                Backend::Postgres => (TokenKind::PositionalParam, "$"),
+                Backend::Sqlite => (TokenKind::QuestionParam, "?"),
+                Backend::SqlServer => (TokenKind::Variable, "@P"),
             };
             assert_eq!(
                 a.kind, kind,

@@ -4,10 +4,10 @@
 //! batches may hold many statements) classifies as exactly one statement.
 #![no_main]
 
-use flowhost::sql::{Dialect, SqlError, classify, lexer::line_at, split_statements};
+use flowhost::sql::{Backend, SqlError, classify, lexer::line_at, split_statements};
 use libfuzzer_sys::fuzz_target;
 
-const DIALECTS: [Dialect; 3] = [Dialect::Postgres, Dialect::Sqlite, Dialect::SqlServer];
+const DIALECTS: [Backend; 3] = [Backend::Postgres, Backend::Sqlite, Backend::SqlServer];
 
 fuzz_target!(|data: &[u8]| {
     if data.len() > 4096 {
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
             );
             prev_offset = s.offset;
             prev_end = s.offset + s.sql.len();
-            if d != Dialect::SqlServer {
+            if d != Backend::SqlServer {
                 match classify(&s.sql, d) {
                     Err(e @ (SqlError::MultipleStatements | SqlError::Empty)) => panic!(
                         "{d:?}: a split statement classifies as {e:?}\nscript: {script:?}\n\

@@ -6,6 +6,7 @@
 //! [`migrate`] (schema migrations), [`runtime`] (the wasm sandbox), [`run`] (the pipeline),
 //! [`health`], and [`cli`].
 
+pub mod backend;
 pub mod bindings;
 pub mod cli;
 pub mod config;
@@ -18,6 +19,8 @@ pub mod runtime;
 pub mod sql;
 
 use std::path::PathBuf;
+
+pub use backend::Backend;
 
 /// Everything that can stop flowhost before or around a run. Each message names what failed
 /// and what to do; none holds a connection string or password.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{DatabaseKind, Origin, UrlError};
+use super::{Backend, Origin, UrlError};
 
 /// Everything that can be wrong with the configuration. Messages name keys, files and lines;
 /// they never contain a value that could be a secret.
@@ -104,11 +104,11 @@ pub enum ConfigError {
         /// The `TYPE` key.
         key: String,
         /// What `TYPE` says.
-        declared: DatabaseKind,
+        declared: Backend,
         /// The `CONNECTION_STRING` key.
         connection_key: String,
         /// What the connection string is.
-        found: DatabaseKind,
+        found: Backend,
     },
     /// Settings for a database but no connection string.
     #[error(

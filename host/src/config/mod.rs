@@ -102,7 +102,7 @@ pub use error::ConfigError;
 pub use interpolate::Origin;
 pub use pool::{PoolSettings, defaults};
 pub use secret::Secret;
-pub use url::{DatabaseKind, DatabaseTarget, UrlError};
+pub use url::{Backend, DatabaseTarget, UrlError};
 
 use interpolate::{RawValue, Vars};
 
@@ -463,12 +463,11 @@ impl Config {
         let declared = match settings.get(&Setting::Type) {
             Some(a) => {
                 let f = self.resolve(a)?;
-                let kind =
-                    DatabaseKind::parse(&f.text).ok_or_else(|| ConfigError::UnknownType {
-                        key: f.key.clone(),
-                        origin: f.origin.clone(),
-                        value: f.text.chars().take(40).collect(),
-                    })?;
+                let kind = Backend::parse(&f.text).ok_or_else(|| ConfigError::UnknownType {
+                    key: f.key.clone(),
+                    origin: f.origin.clone(),
+                    value: f.text.chars().take(40).collect(),
+                })?;
                 Some((kind, f.key))
             }
             None => None,
@@ -523,7 +522,7 @@ impl Config {
     fn target_of(
         &self,
         f: &pool::Found,
-        declared: Option<DatabaseKind>,
+        declared: Option<Backend>,
     ) -> Result<DatabaseTarget, ConfigError> {
         let base = match &f.origin {
             Origin::File { path, .. } => path.parent().map(Path::to_path_buf).unwrap_or_default(),

@@ -4,7 +4,6 @@
 //! Errors say which part is wrong and never echo the string: a password with an unencoded `/`
 //! or `@` can shift every part, so even a "port" may be a piece of the password.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use percent_encoding::percent_decode_str;
@@ -12,44 +11,7 @@ use percent_encoding::percent_decode_str;
 use super::mssql;
 use super::secret::Secret;
 
-/// The three backends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DatabaseKind {
-    /// PostgreSQL.
-    Postgres,
-    /// SQLite.
-    Sqlite,
-    /// Microsoft SQL Server.
-    SqlServer,
-}
-
-impl DatabaseKind {
-    /// Parses a `TYPE` value: `postgresql`/`postgres`, `sqlite`, `mssql`/`sqlserver`
-    /// (case-insensitive).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "postgresql" | "postgres" => Some(DatabaseKind::Postgres),
-            "sqlite" => Some(DatabaseKind::Sqlite),
-            "mssql" | "sqlserver" => Some(DatabaseKind::SqlServer),
-            _ => None,
-        }
-    }
-
-    /// The canonical name, as used in messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DatabaseKind::Postgres => "postgresql",
-            DatabaseKind::Sqlite => "sqlite",
-            DatabaseKind::SqlServer => "sqlserver",
-        }
-    }
-}
-
-impl fmt::Display for DatabaseKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::Backend;
 
 /// Where a database is and how to log in. `Display` is safe for logs (no user, password or
 /// options); `Debug` hides the password and option values that look like credentials.
@@ -182,7 +144,7 @@ pub enum UrlError {
 impl DatabaseTarget {
     /// Parses a connection string. `kind` is the declared `TYPE`, if any: with `sqlite`, a bare
     /// path is accepted. Relative SQLite paths are joined to `base_dir`.
-    pub fn parse(s: &str, kind: Option<DatabaseKind>, base_dir: &Path) -> Result<Self, UrlError> {
+    pub fn parse(s: &str, kind: Option<Backend>, base_dir: &Path) -> Result<Self, UrlError> {
         let s = s.trim();
         if s.is_empty() {
             return Err(UrlError::Empty);
@@ -194,7 +156,7 @@ impl DatabaseTarget {
                 "postgresql" | "postgres" => return parse_postgres(scheme, rest),
                 "sqlite" => return parse_sqlite(rest, base_dir),
                 "mssql" | "sqlserver" => return parse_mssql(scheme, rest),
-                _ if kind != Some(DatabaseKind::Sqlite) => {
+                _ if kind != Some(Backend::Sqlite) => {
                     return Err(UrlError::UnknownScheme {
                         scheme: scheme.to_string(),
                     });
@@ -203,12 +165,12 @@ impl DatabaseTarget {
                 _ => {}
             }
         }
-        if kind == Some(DatabaseKind::Sqlite) {
+        if kind == Some(Backend::Sqlite) {
             return Ok(sqlite_target(s, base_dir, true));
         }
         if mssql::looks_like_key_value(s) {
             // libpq's `host=h dbname=d` would otherwise be misread as a SQL Server string.
-            if kind == Some(DatabaseKind::Postgres) || (!s.contains(';') && s.contains("dbname=")) {
+            if kind == Some(Backend::Postgres) || (!s.contains(';') && s.contains("dbname=")) {
                 return Err(UrlError::PostgresKeyValue);
             }
             return mssql::parse_key_value(s);
@@ -217,11 +179,11 @@ impl DatabaseTarget {
     }
 
     /// Which backend this is.
-    pub fn kind(&self) -> DatabaseKind {
+    pub fn kind(&self) -> Backend {
         match self {
-            DatabaseTarget::Postgres { .. } => DatabaseKind::Postgres,
-            DatabaseTarget::Sqlite { .. } => DatabaseKind::Sqlite,
-            DatabaseTarget::SqlServer { .. } => DatabaseKind::SqlServer,
+            DatabaseTarget::Postgres { .. } => Backend::Postgres,
+            DatabaseTarget::Sqlite { .. } => Backend::Sqlite,
+            DatabaseTarget::SqlServer { .. } => Backend::SqlServer,
         }
     }
 }

@@ -171,7 +171,7 @@ fn bad_ports_and_schemes() {
         Err(UrlError::PostgresKeyValue)
     );
     assert_eq!(
-        DatabaseTarget::parse("host=h", Some(DatabaseKind::Postgres), Path::new("")),
+        DatabaseTarget::parse("host=h", Some(Backend::Postgres), Path::new("")),
         Err(UrlError::PostgresKeyValue)
     );
     assert_eq!(parse("  "), Err(UrlError::Empty));
@@ -227,10 +227,9 @@ fn sqlite_forms() {
 
 #[test]
 fn sqlite_paths_with_declared_type() {
-    let t =
-        DatabaseTarget::parse("data/rpa.db", Some(DatabaseKind::Sqlite), Path::new("/e")).unwrap();
+    let t = DatabaseTarget::parse("data/rpa.db", Some(Backend::Sqlite), Path::new("/e")).unwrap();
     assert_eq!(t.to_string(), "sqlite file /e/data/rpa.db");
-    let t = DatabaseTarget::parse(":memory:", Some(DatabaseKind::Sqlite), Path::new("/e")).unwrap();
+    let t = DatabaseTarget::parse(":memory:", Some(Backend::Sqlite), Path::new("/e")).unwrap();
     assert_eq!(t.to_string(), "sqlite in memory");
     // An empty base leaves relative paths relative to the working directory.
     let t = DatabaseTarget::parse("sqlite:///x.db", None, Path::new("")).unwrap();
@@ -282,7 +281,7 @@ fn mssql_urls() {
     let t = parse("mssql://h:1500").unwrap();
     assert_eq!(t.to_string(), "sqlserver at h:1500");
     let t = parse("sqlserver://u:p@h/db").unwrap();
-    assert_eq!(t.kind(), DatabaseKind::SqlServer);
+    assert_eq!(t.kind(), Backend::SqlServer);
     let t = parse(
         "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC+Driver+18%7D%3BSERVER%3Dh%2C1444%3BDATABASE%3Dd",
     )
@@ -293,21 +292,12 @@ fn mssql_urls() {
 
 #[test]
 fn kinds() {
-    assert_eq!(
-        DatabaseKind::parse("PostgreSQL"),
-        Some(DatabaseKind::Postgres)
-    );
-    assert_eq!(
-        DatabaseKind::parse("postgres"),
-        Some(DatabaseKind::Postgres)
-    );
-    assert_eq!(DatabaseKind::parse("SQLite"), Some(DatabaseKind::Sqlite));
-    assert_eq!(DatabaseKind::parse("MSSQL"), Some(DatabaseKind::SqlServer));
-    assert_eq!(
-        DatabaseKind::parse("sqlserver"),
-        Some(DatabaseKind::SqlServer)
-    );
-    assert_eq!(DatabaseKind::parse("oracle"), None);
+    assert_eq!(Backend::parse("PostgreSQL"), Some(Backend::Postgres));
+    assert_eq!(Backend::parse("postgres"), Some(Backend::Postgres));
+    assert_eq!(Backend::parse("SQLite"), Some(Backend::Sqlite));
+    assert_eq!(Backend::parse("MSSQL"), Some(Backend::SqlServer));
+    assert_eq!(Backend::parse("sqlserver"), Some(Backend::SqlServer));
+    assert_eq!(Backend::parse("oracle"), None);
 }
 
 /// Every variant, every formatting: the password never shows.

@@ -28,34 +28,8 @@ pub use statement::{Statement, bind_order};
 use crate::bindings::types::{Column, Value};
 use crate::config::{Config, DatabaseConfig, DatabaseTarget};
 use crate::manifest::Access;
-use crate::sql::Dialect;
 
-/// Which kind of server a database is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    Postgresql,
-    Sqlite,
-    Sqlserver,
-}
-
-impl Backend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Postgresql => "postgresql",
-            Backend::Sqlite => "sqlite",
-            Backend::Sqlserver => "sqlserver",
-        }
-    }
-
-    pub fn dialect(self) -> Dialect {
-        match self {
-            Backend::Postgresql => Dialect::Postgres,
-            Backend::Sqlite => Dialect::Sqlite,
-            Backend::Sqlserver => Dialect::SqlServer,
-        }
-    }
-}
+pub use crate::Backend;
 
 /// A driver pool. Cloning is cheap (the pools are reference counted).
 #[derive(Debug, Clone)]
@@ -154,7 +128,7 @@ impl Database {
         let redactor = Redactor::new(secrets_of(&cfg.target));
         let (backend, pool) = match &cfg.target {
             DatabaseTarget::Postgres { .. } => (
-                Backend::Postgresql,
+                Backend::Postgres,
                 Pool::Postgres(postgres::pool(&cfg.name, &cfg.target, &cfg.pool)?),
             ),
             DatabaseTarget::Sqlite { .. } => (

@@ -339,7 +339,7 @@ impl Session {
             (self.begin_sql(), "COMMIT", "ROLLBACK")
         };
         let db = self.db.clone();
-        let dialect = db.backend().dialect();
+        let dialect = db.backend();
         self.conn().await?;
         self.start_statement();
         let conn = self.conn.as_mut().expect("connected above");
@@ -372,7 +372,7 @@ impl Session {
         match (self.db.backend(), self.access) {
             // The session default is already read-only; saying it again costs nothing and does
             // not depend on the default surviving whatever the flow's functions did.
-            (Backend::Postgresql, Access::ReadOnly) => "BEGIN READ ONLY",
+            (Backend::Postgres, Access::ReadOnly) => "BEGIN READ ONLY",
             // Take the write lock up front: a deferred transaction that later upgrades can
             // fail with SQLITE_BUSY midway instead of waiting its turn.
             (Backend::Sqlite, Access::ReadWrite) => "BEGIN IMMEDIATE",
@@ -473,16 +473,16 @@ async fn insert_many_rows(
     sets: &[Vec<&Value>],
 ) -> Result<u64, DbError> {
     let max_params = match db.backend() {
-        Backend::Postgresql => 65_535,
+        Backend::Postgres => 65_535,
         Backend::Sqlite => 32_766,
-        Backend::Sqlserver => 2_100,
+        Backend::SqlServer => 2_100,
     };
     let per_row = template.params_per_row().max(1);
     let rows_per_chunk = (max_params / per_row).clamp(1, ROWS_PER_INSERT);
     let mut total = 0;
     for chunk in sets.chunks(rows_per_chunk) {
         let stmt = Statement {
-            sql: template.render(chunk.len(), db.backend().dialect()).into(),
+            sql: template.render(chunk.len(), db.backend()).into(),
             placeholders: Placeholders::Positional(chunk.len() * template.params_per_row()),
             kind: StatementKind::Write,
             functions: Vec::new(),

@@ -19,7 +19,7 @@ use super::temporal;
 use super::{Database, DbError, RowStream, Statement};
 use crate::bindings::types::{Column, Value};
 use crate::config::{DatabaseConfig, DatabaseTarget, PoolSettings};
-use crate::sql::{self, Dialect};
+use crate::sql::{self, Backend};
 
 pub fn pool(
     _name: &str,
@@ -123,7 +123,7 @@ async fn seed_into(path: &Path, script: &str, name: &str) -> Result<(), String> 
     let mut conn = SqliteConnection::connect_with(&opts)
         .await
         .map_err(|e| e.to_string())?;
-    let statements = sql::split_statements(script, Dialect::Sqlite).map_err(|e| e.to_string())?;
+    let statements = sql::split_statements(script, Backend::Sqlite).map_err(|e| e.to_string())?;
     let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
     for stmt in &statements {
         tx.execute(sqlx::raw_sql(AssertSqlSafe(stmt.sql.clone())))

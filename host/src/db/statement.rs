@@ -35,10 +35,10 @@ impl Statement {
         access: Access,
         database: &str,
     ) -> Result<Statement, DbError> {
-        if backend == Backend::Postgresql {
+        if backend == Backend::Postgres {
             return Self::for_postgres(sql, access, database);
         }
-        let dialect = backend.dialect();
+        let dialect = backend;
         let classified =
             sql::classify(sql, dialect).map_err(|e| DbError::invalid(database, e.to_string()))?;
         let reason = || {
@@ -95,7 +95,7 @@ impl Statement {
     /// PostgreSQL: rewrite the placeholders, then judge the rewritten text (exactly what the
     /// server will run) with PostgreSQL's own parser.
     fn for_postgres(sql: &str, access: Access, database: &str) -> Result<Statement, DbError> {
-        let rewritten = sql::rewrite(sql, sql::Dialect::Postgres)
+        let rewritten = sql::rewrite(sql, sql::Backend::Postgres)
             .map_err(|e| DbError::invalid(database, e.to_string()))?;
         let read_only = access == Access::ReadOnly;
         let checked = sql::postgres::check(&rewritten.sql, read_only).map_err(|e| match e {
@@ -192,7 +192,7 @@ mod tests {
     fn named_values_are_ordered_by_placeholder_and_extras_ignored() {
         let stmt = Statement::for_guest(
             "select :b, :a, :b",
-            Backend::Postgresql,
+            Backend::Postgres,
             Access::ReadOnly,
             "db",
         )
@@ -233,7 +233,7 @@ mod tests {
             "select set_config('a', 'b', false)",
         ] {
             let err =
-                Statement::for_guest(sql, Backend::Postgresql, Access::ReadOnly, "ro").unwrap_err();
+                Statement::for_guest(sql, Backend::Postgres, Access::ReadOnly, "ro").unwrap_err();
             assert!(matches!(err, DbError::ReadOnly { .. }), "{sql}: {err}");
         }
     }
@@ -242,7 +242,7 @@ mod tests {
     fn transaction_control_is_refused_for_every_grant() {
         for access in [Access::ReadOnly, Access::ReadWrite] {
             for sql in ["BEGIN", "commit", "SET TRANSACTION READ WRITE", "rollback"] {
-                let err = Statement::for_guest(sql, Backend::Postgresql, access, "db").unwrap_err();
+                let err = Statement::for_guest(sql, Backend::Postgres, access, "db").unwrap_err();
                 assert!(
                     matches!(err, DbError::InvalidRequest { .. }),
                     "{sql}: {err}"
@@ -262,7 +262,7 @@ mod tests {
         .unwrap();
         let err = Statement::for_guest(
             "SET search_path = x",
-            Backend::Postgresql,
+            Backend::Postgres,
             Access::ReadWrite,
             "db",
         )

@@ -405,7 +405,7 @@ pub async fn apply_locked(
         describe_plan(report, &plan);
         let prepared = queue(&plan, ooo)
             .into_iter()
-            .map(|m| prepare(name, m, db.backend().dialect(), placeholders.as_ref()))
+            .map(|m| prepare(name, m, db.backend(), placeholders.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         let resumable: Vec<AppliedMigration> =
             plan.resumable.iter().map(|r| (*r).clone()).collect();
@@ -494,7 +494,7 @@ pub async fn plan_only(
     let placeholders = opts.placeholders_for(db.name(), table.name());
     let queue = queue(&plan, opts.out_of_order);
     for m in &queue {
-        prepare(db.name(), m, db.backend().dialect(), placeholders.as_ref())?;
+        prepare(db.name(), m, db.backend(), placeholders.as_ref())?;
     }
     report.would_apply = queue.iter().map(|m| PendingMigration::of(m)).collect();
     Ok(())

@@ -9,7 +9,7 @@ use super::checksum::{Checksum, ChecksumAlgorithm};
 use super::error::MigrateError;
 use super::version::Version;
 use crate::db::{Conn, Database, DbError};
-use crate::sql::Dialect;
+use crate::sql::Backend;
 
 /// The history table's default name.
 pub const DEFAULT_HISTORY_TABLE: &str = "flowhost_schema_history";
@@ -90,13 +90,13 @@ fn serialize_utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok,
 #[derive(Debug, Clone)]
 pub struct HistoryTable {
     name: String,
-    dialect: Dialect,
+    dialect: Backend,
 }
 
 impl HistoryTable {
     /// Accepts plain identifiers only (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 characters), so the
     /// name can be quoted into SQL safely and means the same thing on every backend.
-    pub fn new(name: &str, dialect: Dialect) -> Result<HistoryTable, MigrateError> {
+    pub fn new(name: &str, dialect: Backend) -> Result<HistoryTable, MigrateError> {
         let mut chars = name.chars();
         let plain = chars
             .next()
@@ -122,7 +122,7 @@ impl HistoryTable {
 
     fn quoted(&self) -> String {
         match self.dialect {
-            Dialect::SqlServer => format!("[{}]", self.name),
+            Backend::SqlServer => format!("[{}]", self.name),
             _ => format!("\"{}\"", self.name),
         }
     }
@@ -130,15 +130,15 @@ impl HistoryTable {
     /// The `n`th (1-based) parameter placeholder.
     fn param(&self, n: usize) -> String {
         match self.dialect {
-            Dialect::Postgres => format!("${n}"),
-            Dialect::Sqlite => format!("?{n}"),
-            Dialect::SqlServer => format!("@P{n}"),
+            Backend::Postgres => format!("${n}"),
+            Backend::Sqlite => format!("?{n}"),
+            Backend::SqlServer => format!("@P{n}"),
         }
     }
 
     pub fn create_sql(&self) -> String {
         let (text, short_text, timestamp, boolean, if_missing) = match self.dialect {
-            Dialect::SqlServer => ("NVARCHAR(4000)", "NVARCHAR(100)", "DATETIME2", "BIT", ""),
+            Backend::SqlServer => ("NVARCHAR(4000)", "NVARCHAR(100)", "DATETIME2", "BIT", ""),
             _ => ("TEXT", "TEXT", "TIMESTAMP", "BOOLEAN", "IF NOT EXISTS "),
         };
         format!(
@@ -164,13 +164,13 @@ impl HistoryTable {
         let p = self.param(1);
         match self.dialect {
             // to_regclass follows search_path, as unqualified names in the other statements do.
-            Dialect::Postgres => format!(
+            Backend::Postgres => format!(
                 "SELECT COUNT(*) FROM (SELECT to_regclass(quote_ident({p})) AS t) s WHERE t IS NOT NULL"
             ),
-            Dialect::Sqlite => format!(
+            Backend::Sqlite => format!(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = {p} COLLATE NOCASE"
             ),
-            Dialect::SqlServer => format!("SELECT COUNT(*) FROM sys.tables WHERE name = {p}"),
+            Backend::SqlServer => format!("SELECT COUNT(*) FROM sys.tables WHERE name = {p}"),
         }
     }
 
@@ -183,14 +183,14 @@ impl HistoryTable {
     fn progress_column_sql(&self) -> String {
         let p = self.param(1);
         match self.dialect {
-            Dialect::Postgres => format!(
+            Backend::Postgres => format!(
                 "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = to_regclass(quote_ident({p})) \
                  AND attname = '{PROGRESS_COLUMN}' AND NOT attisdropped"
             ),
-            Dialect::Sqlite => format!(
+            Backend::Sqlite => format!(
                 "SELECT COUNT(*) FROM pragma_table_info({p}) WHERE name = '{PROGRESS_COLUMN}'"
             ),
-            Dialect::SqlServer => format!(
+            Backend::SqlServer => format!(
                 "SELECT COUNT(*) FROM sys.columns WHERE object_id = OBJECT_ID({p}) \
                  AND name = '{PROGRESS_COLUMN}'"
             ),
@@ -199,7 +199,7 @@ impl HistoryTable {
 
     fn add_progress_column_sql(&self) -> String {
         let add = match self.dialect {
-            Dialect::SqlServer => "ADD",
+            Backend::SqlServer => "ADD",
             _ => "ADD COLUMN",
         };
         format!(
@@ -530,7 +530,7 @@ mod tests {
             "History2",
             "schema_version",
         ] {
-            assert!(HistoryTable::new(ok, Dialect::Postgres).is_ok(), "{ok}");
+            assert!(HistoryTable::new(ok, Backend::Postgres).is_ok(), "{ok}");
         }
         for bad in [
             "",
@@ -541,14 +541,14 @@ mod tests {
             "a b",
             &"x".repeat(64),
         ] {
-            let err = HistoryTable::new(bad, Dialect::Sqlite).unwrap_err();
+            let err = HistoryTable::new(bad, Backend::Sqlite).unwrap_err();
             assert!(matches!(err, MigrateError::InvalidOption(_)), "{bad}");
         }
     }
 
     #[test]
     fn sql_uses_each_dialects_placeholders_and_quoting() {
-        let pg = HistoryTable::new("h", Dialect::Postgres).unwrap();
+        let pg = HistoryTable::new("h", Backend::Postgres).unwrap();
         assert!(
             pg.insert_sql()
                 .ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
@@ -561,13 +561,13 @@ mod tests {
             pg.create_sql()
                 .starts_with("CREATE TABLE IF NOT EXISTS \"h\" (")
         );
-        let lite = HistoryTable::new("h", Dialect::Sqlite).unwrap();
+        let lite = HistoryTable::new("h", Backend::Sqlite).unwrap();
         assert!(
             lite.insert_sql()
                 .ends_with("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")
         );
         assert!(lite.exists_sql().contains("sqlite_master"));
-        let ms = HistoryTable::new("h", Dialect::SqlServer).unwrap();
+        let ms = HistoryTable::new("h", Backend::SqlServer).unwrap();
         assert!(ms.insert_sql().contains("[h]") && ms.insert_sql().contains("@P12"));
         assert!(ms.create_sql().contains("BIT NOT NULL"));
     }

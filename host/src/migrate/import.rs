@@ -27,7 +27,6 @@ use super::error::MigrateError;
 use super::history::{AppliedMigration, HistoryTable, TYPE_SQL, with_conn};
 use super::version::Version;
 use crate::db::{Backend, Conn, Database};
-use crate::sql::Dialect;
 
 /// The tool that wrote a history table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -240,9 +239,9 @@ async fn copy_rows(
 
 /// The column names of `table` (lowercase), empty when it does not exist.
 async fn columns(conn: &mut Conn, db: &Database, table: &str) -> Result<Vec<String>, MigrateError> {
-    let sql = match db.backend().dialect() {
+    let sql = match db.backend() {
         // to_regclass follows search_path, as the flowhost history table's checks do.
-        Dialect::Postgres => {
+        Backend::Postgres => {
             "SELECT a.attname::text FROM pg_attribute a \
              WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 \
              AND NOT a.attisdropped"
@@ -421,8 +420,8 @@ async fn read_pyway(
 ) -> Result<Vec<AppliedMigration>, MigrateError> {
     use sqlx::Row;
     // On SQLite Pyway's installed_rank is NULL (see the module docs): insertion order is rowid.
-    let order = match db.backend().dialect() {
-        Dialect::Sqlite => "installed_rank, rowid",
+    let order = match db.backend() {
+        Backend::Sqlite => "installed_rank, rowid",
         _ => "installed_rank",
     };
     let sql = sqlx::AssertSqlSafe(format!(

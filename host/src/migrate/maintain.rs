@@ -72,7 +72,7 @@ pub async fn baseline(
     version: Version,
     description: Option<&str>,
 ) -> Result<BaselineReport, MigrateError> {
-    let table = HistoryTable::new(&opts.history_table, db.backend().dialect())?;
+    let table = HistoryTable::new(&opts.history_table, db.backend())?;
     let files = dir.map(discover).transpose()?;
     let description = description
         .map(str::to_owned)
@@ -245,7 +245,7 @@ pub async fn repair(
     opts: &MigrateOptions,
     only: &[Version],
 ) -> Result<RepairReport, MigrateError> {
-    let table = HistoryTable::new(&opts.history_table, db.backend().dialect())?;
+    let table = HistoryTable::new(&opts.history_table, db.backend())?;
     let files = discover(dir)?;
     let chosen =
         |v: &Option<Version>| only.is_empty() || v.as_ref().is_some_and(|v| only.contains(v));
@@ -351,7 +351,7 @@ pub async fn undo(
     to: Option<&Version>,
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
-    let table = HistoryTable::new(&opts.history_table, db.backend().dialect())?;
+    let table = HistoryTable::new(&opts.history_table, db.backend())?;
     let files = discover(dir)?;
     let mut report = MigrateReport::new(db.name(), table.name(), opts.dry_run, None);
     if opts.dry_run {
@@ -394,7 +394,7 @@ async fn undo_locked(
     for version in &targets {
         let u = files.undo_for(version).expect("checked by undo_targets");
         check_undo_file(db, table, opts, u)?;
-        let p = prepare(db.name(), u, db.backend().dialect(), placeholders.as_ref())?;
+        let p = prepare(db.name(), u, db.backend(), placeholders.as_ref())?;
         prepared.push((version.clone(), p));
     }
     let mut runner = Runner {
@@ -493,16 +493,14 @@ fn check_undo_file(
     u: &super::discover::Migration,
 ) -> Result<(), MigrateError> {
     let placeholders = opts.placeholders_for(db.name(), table.name());
-    let p = prepare(db.name(), u, db.backend().dialect(), placeholders.as_ref())?;
+    let p = prepare(db.name(), u, db.backend(), placeholders.as_ref())?;
     if p.transactional {
         return Ok(());
     }
     let (line, what) = p
         .statements
         .iter()
-        .find_map(|s| {
-            super::nontx::non_transactional(&s.sql, db.backend().dialect()).map(|w| (s.line, w))
-        })
+        .find_map(|s| super::nontx::non_transactional(&s.sql, db.backend()).map(|w| (s.line, w)))
         .unwrap_or((1, super::prepare::NO_TRANSACTION_HEADER));
     Err(MigrateError::UndoNotTransactional {
         database: db.name().to_owned(),

@@ -136,7 +136,7 @@ pub async fn migrate(
     opts: &MigrateOptions,
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
-    let table = HistoryTable::new(&opts.history_table, db.backend().dialect())?;
+    let table = HistoryTable::new(&opts.history_table, db.backend())?;
     let files = discover(dir)?;
     let mut report = MigrateReport::new(db.name(), table.name(), opts.dry_run, opts.target.clone());
     if opts.dry_run {
@@ -161,7 +161,7 @@ pub async fn status(
     dir: Option<&Path>,
     opts: &MigrateOptions,
 ) -> Result<MigrationStatus, MigrateError> {
-    let table = HistoryTable::new(&opts.history_table, db.backend().dialect())?;
+    let table = HistoryTable::new(&opts.history_table, db.backend())?;
     let files = dir.map(discover).transpose()?;
     let mut conn = db.acquire().await?;
     let exists = table.exists(&mut conn, db).await?;

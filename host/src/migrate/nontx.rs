@@ -17,7 +17,7 @@
 //!   CREATE/ALTER/DROP FULLTEXT CATALOG and INDEX, BACKUP, RESTORE, RECONFIGURE, full-text
 //!   system procedures and `sp_dboption`; plus `KILL` (error 6115).
 
-use crate::sql::{Dialect, Token, TokenKind, tokenize};
+use crate::sql::{Backend, Token, TokenKind, tokenize};
 
 /// What makes `statement` (one statement, as split by [`sql::split_statements`]; may start with
 /// comments) impossible inside a transaction block, e.g. `"CREATE INDEX CONCURRENTLY"`; `None`
@@ -29,7 +29,7 @@ use crate::sql::{Dialect, Token, TokenKind, tokenize};
 /// splitter reports it.
 ///
 /// [`sql::split_statements`]: crate::sql::split_statements
-pub fn non_transactional(statement: &str, dialect: Dialect) -> Option<&'static str> {
+pub fn non_transactional(statement: &str, dialect: Backend) -> Option<&'static str> {
     let toks: Vec<Token> = tokenize(statement, dialect)
         .ok()?
         .into_iter()
@@ -40,9 +40,9 @@ pub fn non_transactional(statement: &str, dialect: Dialect) -> Option<&'static s
         toks: &toks,
     };
     match dialect {
-        Dialect::Postgres => postgres(&s),
-        Dialect::Sqlite => sqlite(&s),
-        Dialect::SqlServer => sqlserver(&s),
+        Backend::Postgres => postgres(&s),
+        Backend::Sqlite => sqlite(&s),
+        Backend::SqlServer => sqlserver(&s),
     }
 }
 
@@ -461,7 +461,7 @@ fn fulltext_procedure(s: &Toks<'_>, mut i: usize) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Dialect::{Postgres, SqlServer, Sqlite};
+    use Backend::{Postgres, SqlServer, Sqlite};
 
     fn pg(sql: &str) -> Option<&'static str> {
         non_transactional(sql, Postgres)

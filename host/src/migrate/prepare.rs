@@ -7,7 +7,7 @@ use super::discover::Migration;
 use super::error::MigrateError;
 use super::nontx::non_transactional;
 use super::placeholders::Placeholders;
-use crate::sql::{self, Dialect};
+use crate::sql::{self, Backend};
 
 /// One statement of a migration, ready to run.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub const NO_TRANSACTION_HEADER: &str = "flowhost:no-transaction";
 pub fn prepare<'f>(
     database: &str,
     migration: &'f Migration,
-    dialect: Dialect,
+    dialect: Backend,
     placeholders: Option<&Placeholders>,
 ) -> Result<Prepared<'f>, MigrateError> {
     let text = match placeholders {
@@ -149,9 +149,9 @@ fn leading_words(sql: &str) -> (usize, Option<String>, Option<String>) {
 }
 
 /// The transaction-control keyword a statement starts with, if it is one.
-fn transaction_control(first: &str, second: Option<&str>, dialect: Dialect) -> Option<String> {
+fn transaction_control(first: &str, second: Option<&str>, dialect: Backend) -> Option<String> {
     let hit = match dialect {
-        Dialect::SqlServer => match first {
+        Backend::SqlServer => match first {
             "BEGIN" => matches!(second, Some("TRAN" | "TRANSACTION" | "DISTRIBUTED")),
             "COMMIT" | "SAVE" => true,
             "ROLLBACK" => true,
@@ -165,7 +165,7 @@ fn transaction_control(first: &str, second: Option<&str>, dialect: Dialect) -> O
         },
     };
     hit.then(|| match second {
-        Some(s) if first == "START" || (first == "BEGIN" && dialect == Dialect::SqlServer) => {
+        Some(s) if first == "START" || (first == "BEGIN" && dialect == Backend::SqlServer) => {
             format!("{first} {s}")
         }
         _ => first.to_owned(),
@@ -198,7 +198,7 @@ mod tests {
         let m = migration(
             "-- header\nCREATE TABLE a (id int);\n\n/* note */\n  INSERT INTO a VALUES (1);\n-- trailing comment only\n",
         );
-        let p = prepare("db", &m, Dialect::Sqlite, None).unwrap();
+        let p = prepare("db", &m, Backend::Sqlite, None).unwrap();
         let lines: Vec<usize> = p.statements.iter().map(|s| s.line).collect();
         assert_eq!(lines, [2, 5]);
     }
@@ -215,7 +215,7 @@ mod tests {
             ),
             ("CREATE TABLE a (id int);\nEND;", "END", 2),
         ] {
-            let err = prepare("db", &migration(sql), Dialect::Postgres, None).unwrap_err();
+            let err = prepare("db", &migration(sql), Backend::Postgres, None).unwrap_err();
             match &err {
                 MigrateError::TransactionControl {
                     keyword: k,
@@ -229,16 +229,16 @@ mod tests {
         }
         let ok = "SAVEPOINT s;\nINSERT INTO a VALUES (1);\nROLLBACK TO SAVEPOINT s;\nRELEASE s;";
         assert_eq!(
-            prepare("db", &migration(ok), Dialect::Postgres, None)
+            prepare("db", &migration(ok), Backend::Postgres, None)
                 .unwrap()
                 .statements
                 .len(),
             4
         );
         // A T-SQL BEGIN ... END block is not transaction control; BEGIN TRAN is.
-        assert!(transaction_control("BEGIN", Some("SELECT"), Dialect::SqlServer).is_none());
+        assert!(transaction_control("BEGIN", Some("SELECT"), Backend::SqlServer).is_none());
         assert_eq!(
-            transaction_control("BEGIN", Some("TRAN"), Dialect::SqlServer).as_deref(),
+            transaction_control("BEGIN", Some("TRAN"), Backend::SqlServer).as_deref(),
             Some("BEGIN TRAN")
         );
     }
@@ -257,11 +257,11 @@ mod tests {
     fn statements_that_cannot_run_in_a_transaction_decide_the_mode() {
         let only = "-- build without locking writers\nCREATE INDEX CONCURRENTLY i ON t (x);";
         let m = migration(only);
-        let p = prepare("db", &m, Dialect::Postgres, None).unwrap();
+        let p = prepare("db", &m, Backend::Postgres, None).unwrap();
         assert!(!p.transactional);
 
         let mixed = "CREATE TABLE t (x int);\n\nCREATE INDEX CONCURRENTLY i ON t (x);";
-        let err = prepare("db", &migration(mixed), Dialect::Postgres, None).unwrap_err();
+        let err = prepare("db", &migration(mixed), Backend::Postgres, None).unwrap_err();
         let text = err.to_string();
         assert!(
             matches!(
@@ -278,13 +278,13 @@ mod tests {
 
         let opted = format!("-- {NO_TRANSACTION_HEADER}\n{mixed}");
         let m = migration(&opted);
-        let p = prepare("db", &m, Dialect::Postgres, None).unwrap();
+        let p = prepare("db", &m, Backend::Postgres, None).unwrap();
         assert!(!p.transactional);
         assert_eq!(p.statements.len(), 2);
 
         let plain = "CREATE TABLE t (x int);\nCREATE INDEX i ON t (x);";
         assert!(
-            prepare("db", &migration(plain), Dialect::Postgres, None)
+            prepare("db", &migration(plain), Backend::Postgres, None)
                 .unwrap()
                 .transactional
         );
@@ -307,18 +307,18 @@ mod tests {
     fn placeholders_are_replaced_before_splitting() {
         let m = migration("CREATE TABLE ${schema}.t (id int);\nSELECT '${flowhost:filename}';");
         let p = Placeholders::new([("schema".to_owned(), "etl".to_owned())]);
-        let prepared = prepare("db", &m, Dialect::Postgres, Some(&p)).unwrap();
+        let prepared = prepare("db", &m, Backend::Postgres, Some(&p)).unwrap();
         assert_eq!(
             prepared.statements[0].sql.trim().trim_end_matches(';'),
             "CREATE TABLE etl.t (id int)"
         );
         assert!(prepared.statements[1].sql.contains("'V1__t.sql'"));
         // Off: the text runs as written.
-        let raw = prepare("db", &m, Dialect::Postgres, None).unwrap();
+        let raw = prepare("db", &m, Backend::Postgres, None).unwrap();
         assert!(raw.statements[0].sql.contains("${schema}"));
         let unknown = migration("SELECT '${nope}';");
         assert!(matches!(
-            prepare("db", &unknown, Dialect::Postgres, Some(&p)),
+            prepare("db", &unknown, Backend::Postgres, Some(&p)),
             Err(MigrateError::UnknownPlaceholder { .. })
         ));
     }

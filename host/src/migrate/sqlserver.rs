@@ -322,14 +322,14 @@ mod tests {
     #[test]
     fn generated_sql_lexes_as_tsql() {
         // The batches must survive flowhost's own T-SQL lexer and splitter intact.
-        use crate::sql::{Dialect, split_statements};
+        use crate::sql::{Backend, split_statements};
         let r = applock_resource("rpa", "dbo", "flowhost_schema_history");
         for sql in [
             get_applock_sql(&r, Duration::from_secs(5)),
             release_applock_sql(&r),
             applock_holder_sql(&r),
         ] {
-            let spans = split_statements(&sql, Dialect::SqlServer).unwrap();
+            let spans = split_statements(&sql, Backend::SqlServer).unwrap();
             assert_eq!(spans.len(), 1);
             assert_eq!(spans[0].sql, sql);
         }

@@ -7,7 +7,7 @@
 
 use super::lexer::{Token, TokenKind, is_keyword, tokens};
 use super::split::statement_ranges;
-use super::{Dialect, SqlError};
+use super::{Backend, SqlError};
 use StatementKind::*;
 
 /// Broad effect of a statement.
@@ -47,7 +47,7 @@ impl Classified {
 }
 
 /// Classifies the single statement in `sql`; a trailing `;` and comments are allowed.
-pub fn classify(sql: &str, dialect: Dialect) -> Result<Classified, SqlError> {
+pub fn classify(sql: &str, dialect: Backend) -> Result<Classified, SqlError> {
     let mut toks = Vec::with_capacity(sql.len() / 6 + 4);
     for tok in tokens(sql, dialect) {
         let tok = tok?;
@@ -130,7 +130,7 @@ const MSSQL_LOCK_HINTS: &[&str] = &["UPDLOCK", "XLOCK", "HOLDLOCK", "TABLOCKX"];
 struct Stmt<'a> {
     src: &'a str,
     toks: &'a [Token],
-    dialect: Dialect,
+    dialect: Backend,
 }
 
 impl<'a> Stmt<'a> {
@@ -169,7 +169,7 @@ impl<'a> Stmt<'a> {
         };
         // Ddl and Other statements legitimately contain nested statements (procedure bodies,
         // `IF ... DROP`), so only the others are checked for a hidden second statement.
-        if self.dialect == Dialect::SqlServer
+        if self.dialect == Backend::SqlServer
             && keyword != "CREATE"
             && !matches!(kind, Ddl | Other)
             && let Some(v) = self.mssql_hidden_statement(first, kind)?
@@ -187,8 +187,8 @@ impl<'a> Stmt<'a> {
     }
 
     fn by_keyword(&self, first: usize, kw: &str) -> Result<Verdict, SqlError> {
-        let pg = self.dialect == Dialect::Postgres;
-        let ms = self.dialect == Dialect::SqlServer;
+        let pg = self.dialect == Backend::Postgres;
+        let ms = self.dialect == Backend::SqlServer;
         let next = first + 1;
         let tc = || verdict(TransactionControl, format!("{kw} controls the transaction"));
         let session = || verdict(SessionControl, format!("{kw} changes session state"));
@@ -228,7 +228,7 @@ impl<'a> Stmt<'a> {
             | "DEALLOCATE" | "PRAGMA" | "ATTACH" | "DETACH" | "USE" => session(),
             // SQLite's VACUUM INTO writes a copy of the database to any file the host can write.
             "VACUUM"
-                if self.dialect == Dialect::Sqlite
+                if self.dialect == Backend::Sqlite
                     && (next..self.toks.len()).any(|i| self.is(i, &["INTO"])) =>
             {
                 verdict(
@@ -257,7 +257,7 @@ impl<'a> Stmt<'a> {
             }
             if w.eq_ignore_ascii_case("INTO") {
                 let temp = self.is(i + 1, &["TEMP", "TEMPORARY"])
-                    || (self.dialect == Dialect::SqlServer
+                    || (self.dialect == Backend::SqlServer
                         && self.word(i + 1).is_some_and(|n| n.starts_with('#')));
                 return if temp {
                     verdict(
@@ -268,7 +268,7 @@ impl<'a> Stmt<'a> {
                     verdict(Write, "SELECT ... INTO creates a table")
                 };
             }
-            if self.dialect == Dialect::SqlServer && is_keyword(w, MSSQL_LOCK_HINTS) {
+            if self.dialect == Backend::SqlServer && is_keyword(w, MSSQL_LOCK_HINTS) {
                 let w = w.to_ascii_uppercase();
                 return verdict(Write, format!("the {w} table hint locks rows"));
             }
@@ -322,7 +322,7 @@ impl<'a> Stmt<'a> {
                 .take_while(|t| t.kind != TokenKind::LParen && !t.is_word(self.src, "AS"))
                 .any(|t| t.kind == TokenKind::Word && t.text(self.src).starts_with('#'))
         };
-        if self.is(i, &["TEMP", "TEMPORARY"]) || (self.dialect == Dialect::SqlServer && temp_name())
+        if self.is(i, &["TEMP", "TEMPORARY"]) || (self.dialect == Backend::SqlServer && temp_name())
         {
             return verdict(
                 SessionControl,
@@ -384,9 +384,9 @@ impl<'a> Stmt<'a> {
     /// A call to a listed function overrides the statement's own kind.
     fn function_effect(&self, kind: StatementKind) -> Option<Verdict> {
         let list = match self.dialect {
-            Dialect::Postgres => PG_FUNCTIONS,
-            Dialect::Sqlite => SQLITE_FUNCTIONS,
-            Dialect::SqlServer => MSSQL_FUNCTIONS,
+            Backend::Postgres => PG_FUNCTIONS,
+            Backend::Sqlite => SQLITE_FUNCTIONS,
+            Backend::SqlServer => MSSQL_FUNCTIONS,
         };
         for (i, tok) in self.toks.iter().enumerate() {
             if self.kind_at(i + 1) != Some(TokenKind::LParen) {
@@ -432,9 +432,9 @@ fn matches_name(name: &str, pattern: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Dialect::{Postgres, SqlServer, Sqlite};
+    use Backend::{Postgres, SqlServer, Sqlite};
 
-    fn check(d: Dialect, expected: StatementKind, cases: &[&str]) {
+    fn check(d: Backend, expected: StatementKind, cases: &[&str]) {
         for sql in cases {
             let c = classify(sql, d).unwrap_or_else(|e| panic!("{sql}: {e}"));
             assert_eq!(c.kind, expected, "{sql}: {c:?}");
@@ -442,7 +442,7 @@ mod tests {
         }
     }
 
-    fn reason(sql: &str, d: Dialect) -> String {
+    fn reason(sql: &str, d: Backend) -> String {
         classify(sql, d).unwrap().reason.unwrap_or_default()
     }
 

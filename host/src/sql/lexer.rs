@@ -6,7 +6,7 @@
 //! meaning downstream, so they stay single-byte `Punct` tokens. Work is byte-wise: every
 //! byte >= 0x80 counts as an identifier character, so spans always fall on UTF-8 boundaries.
 
-use super::{Dialect, SqlError};
+use super::{Backend, SqlError};
 
 /// What a token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,12 +85,12 @@ impl Token {
 pub struct Lexer<'a> {
     src: &'a str,
     pos: usize,
-    dialect: Dialect,
+    dialect: Backend,
     failed: bool,
 }
 
 /// Tokens of `sql`, including whitespace and comments, without allocating.
-pub fn tokens(sql: &str, dialect: Dialect) -> Lexer<'_> {
+pub fn tokens(sql: &str, dialect: Backend) -> Lexer<'_> {
     Lexer {
         src: sql,
         pos: 0,
@@ -100,7 +100,7 @@ pub fn tokens(sql: &str, dialect: Dialect) -> Lexer<'_> {
 }
 
 /// All tokens of `sql`, including whitespace and comments, or the first lexing error.
-pub fn tokenize(sql: &str, dialect: Dialect) -> Result<Vec<Token>, SqlError> {
+pub fn tokenize(sql: &str, dialect: Backend) -> Result<Vec<Token>, SqlError> {
     // Typical SQL averages three to five bytes per token; reserving up front avoids the
     // repeated regrowth that otherwise costs as much as the lexing itself.
     let mut out = Vec::with_capacity(sql.len() / 3 + 4);
@@ -177,7 +177,7 @@ impl Lexer<'_> {
     fn is_word_char(&self, b: u8) -> bool {
         is_ident_char(b)
             || b == b'$'
-            || (self.dialect == Dialect::SqlServer && (b == b'@' || b == b'#'))
+            || (self.dialect == Backend::SqlServer && (b == b'@' || b == b'#'))
     }
 
     fn scan(&mut self, start: usize) -> Result<TokenKind, SqlError> {
@@ -197,7 +197,7 @@ impl Lexer<'_> {
                 // `non_newline [^\n\r]`), so a comment that ended only at `\n` here would hide
                 // text the server runs. SQLite's tokenizer stops at `\n` alone.
                 self.pos = match d {
-                    Dialect::Sqlite => skip_while(bytes, start + 2, |b| b != b'\n'),
+                    Backend::Sqlite => skip_while(bytes, start + 2, |b| b != b'\n'),
                     _ => skip_while(bytes, start + 2, |b| b != b'\n' && b != b'\r'),
                 };
                 K::LineComment
@@ -205,8 +205,8 @@ impl Lexer<'_> {
             b'/' if next == Some(b'*') => self.block_comment(start)?,
             b'\'' | b'"' => self.quoted(start, start, false)?,
             // SQLite has no array subscripts, so `[` always opens an identifier there too.
-            b'[' if d != Dialect::Postgres => self.quoted(start, start, false)?,
-            b'`' if d == Dialect::Sqlite => self.quoted(start, start, false)?,
+            b'[' if d != Backend::Postgres => self.quoted(start, start, false)?,
+            b'`' if d == Backend::Sqlite => self.quoted(start, start, false)?,
             b'$' => self.dollar(start)?,
             b':' if next == Some(b':') => {
                 self.pos = start + 2;
@@ -222,18 +222,18 @@ impl Lexer<'_> {
             }
             // In Postgres `?` is a jsonb operator and in T-SQL it is meaningless, so only
             // SQLite treats it as a placeholder.
-            b'?' if d == Dialect::Sqlite => {
+            b'?' if d == Backend::Sqlite => {
                 self.pos = skip_while(bytes, start + 1, |b| b.is_ascii_digit());
                 K::QuestionParam
             }
-            b'@' if d == Dialect::SqlServer
+            b'@' if d == Backend::SqlServer
                 && next.is_some_and(|b| is_ident_start(b) || b == b'@') =>
             {
                 let i = skip_while(bytes, start + 1, |b| b == b'@');
                 self.pos = skip_while(bytes, i, |b| self.is_word_char(b));
                 K::Variable
             }
-            b'@' if d == Dialect::Sqlite && next.is_some_and(is_ident_start) => {
+            b'@' if d == Backend::Sqlite && next.is_some_and(is_ident_start) => {
                 self.pos = skip_while(bytes, start + 1, is_ident_char);
                 K::Variable
             }
@@ -243,7 +243,7 @@ impl Lexer<'_> {
             b'.' if next.is_some_and(|b| b.is_ascii_digit()) => self.number(start),
             b'.' => K::Dot,
             b'0'..=b'9' => self.number(start),
-            _ if is_ident_start(c) || (c == b'#' && d == Dialect::SqlServer) => self.word(start)?,
+            _ if is_ident_start(c) || (c == b'#' && d == Backend::SqlServer) => self.word(start)?,
             _ => K::Punct,
         };
         Ok(kind)
@@ -265,7 +265,7 @@ impl Lexer<'_> {
             _ => (b'`', TokenKind::QuotedIdent, "backtick identifier"),
         };
         // Only SQLite's `[...]` cannot contain its closing byte at all.
-        let doubling = !(close == b']' && self.dialect == Dialect::Sqlite);
+        let doubling = !(close == b']' && self.dialect == Backend::Sqlite);
         let mut i = open + 1;
         while i < bytes.len() {
             let b = bytes[i];
@@ -288,7 +288,7 @@ impl Lexer<'_> {
     fn block_comment(&mut self, start: usize) -> Result<TokenKind, SqlError> {
         let bytes = self.src.as_bytes();
         // SQLite ends a comment at the first `*/`; Postgres and SQL Server nest them.
-        let nested = self.dialect != Dialect::Sqlite;
+        let nested = self.dialect != Backend::Sqlite;
         let mut depth = 1usize;
         let mut i = start + 2;
         while i + 1 < bytes.len() {
@@ -319,7 +319,7 @@ impl Lexer<'_> {
             return Ok(TokenKind::PositionalParam);
         }
         match self.dialect {
-            Dialect::Postgres => {
+            Backend::Postgres => {
                 // The tag cannot start with a digit (that was `$1` above) nor contain `$`.
                 let tag_end = skip_while(bytes, i, is_ident_char);
                 if bytes.get(tag_end) != Some(&b'$') {
@@ -335,7 +335,7 @@ impl Lexer<'_> {
                     None => Err(self.unterminated("dollar-quoted string", start)),
                 }
             }
-            Dialect::Sqlite if bytes.get(i).is_some_and(|&b| is_ident_start(b)) => {
+            Backend::Sqlite if bytes.get(i).is_some_and(|&b| is_ident_start(b)) => {
                 self.pos = skip_while(bytes, i, is_ident_char);
                 Ok(TokenKind::Variable)
             }
@@ -371,7 +371,7 @@ impl Lexer<'_> {
         let bytes = self.src.as_bytes();
         let end = skip_while(bytes, start + 1, |b| self.is_word_char(b));
         if end - start == 1 {
-            let pg = self.dialect == Dialect::Postgres;
+            let pg = self.dialect == Backend::Postgres;
             let open = match (bytes[start].to_ascii_uppercase(), bytes.get(end)) {
                 (b'E', Some(b'\'')) if pg => Some(end),
                 (b'N' | b'X' | b'B', Some(b'\'')) => Some(end),
@@ -393,10 +393,10 @@ impl Lexer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Dialect::{Postgres, SqlServer, Sqlite};
+    use Backend::{Postgres, SqlServer, Sqlite};
 
     /// The non-whitespace tokens as `Kind:text`, separated by single spaces.
-    fn show(sql: &str, d: Dialect) -> String {
+    fn show(sql: &str, d: Backend) -> String {
         let toks = tokenize(sql, d).unwrap_or_else(|e| panic!("{sql}: {e}"));
         let shown: Vec<String> = toks
             .iter()

@@ -13,6 +13,8 @@ pub mod split;
 mod split_tsql_tests;
 #[cfg(test)]
 mod tsql_differential_tests;
+#[cfg(test)]
+mod tsql_reference;
 pub mod values;
 
 pub use classify::{Classified, StatementKind, classify};
@@ -21,16 +23,8 @@ pub use params::{Placeholders, Rewritten, rewrite};
 pub use split::{StatementSpan, split_statements};
 pub use values::ValuesTemplate;
 
-/// SQL dialect of the backend a statement is destined for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// PostgreSQL.
-    Postgres,
-    /// SQLite.
-    Sqlite,
-    /// Microsoft SQL Server (T-SQL).
-    SqlServer,
-}
+/// The backend a statement is destined for decides its SQL dialect.
+pub use crate::Backend;
 
 /// Problems found in SQL text; messages are shown to flow authors, so they never echo the SQL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

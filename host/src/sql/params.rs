@@ -6,7 +6,7 @@
 //! entirely when the text cannot contain a placeholder.
 
 use super::lexer::{TokenKind, line_at, tokens};
-use super::{Dialect, SqlError};
+use super::{Backend, SqlError};
 
 /// SQL rewritten for one backend, plus what the caller has to bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ const MAX_POSITION: usize = 65_535;
 
 /// Rewrites `:name` and `$n` placeholders in `sql` for `dialect`, leaving everything else
 /// byte-for-byte intact (a space is added where a placeholder would fuse with its neighbour).
-pub fn rewrite(sql: &str, dialect: Dialect) -> Result<Rewritten, SqlError> {
+pub fn rewrite(sql: &str, dialect: Backend) -> Result<Rewritten, SqlError> {
     // Every placeholder this function rewrites contains one of these bytes.
     if !sql.bytes().any(|b| b == b':' || b == b'$') {
         return Ok(unchanged(sql, Placeholders::None));
@@ -66,14 +66,14 @@ pub fn rewrite(sql: &str, dialect: Dialect) -> Result<Rewritten, SqlError> {
                     }
                 })?;
                 max_position = max_position.max(n);
-                if dialect == Dialect::Postgres {
+                if dialect == Backend::Postgres {
                     continue;
                 }
                 n
             }
             // SQLite numbers these after the highest explicit index, so combined with our
             // rewritten `?k` they would silently receive the wrong values.
-            TokenKind::QuestionParam | TokenKind::Variable if dialect == Dialect::Sqlite => {
+            TokenKind::QuestionParam | TokenKind::Variable if dialect == Backend::Sqlite => {
                 native = true;
                 continue;
             }
@@ -90,9 +90,9 @@ pub fn rewrite(sql: &str, dialect: Dialect) -> Result<Rewritten, SqlError> {
             buf.push(' ');
         }
         buf.push_str(match dialect {
-            Dialect::Postgres => "$",
-            Dialect::Sqlite => "?",
-            Dialect::SqlServer => "@P",
+            Backend::Postgres => "$",
+            Backend::Sqlite => "?",
+            Backend::SqlServer => "@P",
         });
         push_decimal(buf, index);
         if bytes.get(tok.end).is_some_and(|&b| joins(b, dialect)) {
@@ -133,12 +133,12 @@ fn unchanged(sql: &str, placeholders: Placeholders) -> Rewritten {
 /// character before `$1` or `@P1` (every engine allows `$` in names, T-SQL also `@` and `#`),
 /// or `$` after `$1` (PostgreSQL's "trailing junk after parameter"). SQLite's `?1` fuses with
 /// nothing.
-fn joins(b: u8, dialect: Dialect) -> bool {
+fn joins(b: u8, dialect: Backend) -> bool {
     let name = b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 || b == b'$';
     match dialect {
-        Dialect::Postgres => name,
-        Dialect::SqlServer => name || b == b'@' || b == b'#',
-        Dialect::Sqlite => false,
+        Backend::Postgres => name,
+        Backend::SqlServer => name || b == b'@' || b == b'#',
+        Backend::Sqlite => false,
     }
 }
 
@@ -176,9 +176,9 @@ fn push_decimal(buf: &mut String, mut n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Dialect::{Postgres, SqlServer, Sqlite};
+    use Backend::{Postgres, SqlServer, Sqlite};
 
-    fn rw(sql: &str, d: Dialect) -> (String, Placeholders) {
+    fn rw(sql: &str, d: Backend) -> (String, Placeholders) {
         let r = rewrite(sql, d).unwrap();
         (r.sql, r.placeholders)
     }

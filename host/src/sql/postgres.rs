@@ -465,7 +465,7 @@ fn operators_of(list: &Json) -> Vec<FunctionName> {
 
 /// The statement's first two words as written (`PREPARE TRANSACTION`, `COMMIT`), uppercased.
 fn first_words(sql: &str) -> String {
-    let words: Vec<String> = super::lexer::tokens(sql, super::Dialect::Postgres)
+    let words: Vec<String> = super::lexer::tokens(sql, super::Backend::Postgres)
         .filter_map(Result::ok)
         .filter(|t| t.kind == super::TokenKind::Word)
         .take(2)

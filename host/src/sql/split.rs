@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use super::lexer::{Token, TokenKind, is_keyword, line_at, tokenize};
-use super::{Dialect, SqlError};
+use super::{Backend, SqlError};
 
 /// One statement (or, for SQL Server, one `GO` batch) of a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ const MAX_GO_COUNT: u64 = 10_000;
 
 /// Splits `script` into statements (SQL Server: `GO` batches), dropping empty and
 /// comment-only pieces.
-pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<StatementSpan>, SqlError> {
+pub fn split_statements(script: &str, dialect: Backend) -> Result<Vec<StatementSpan>, SqlError> {
     let toks = tokenize(script, dialect)?;
     let mut lines = LineCounter::default();
     let mut out = Vec::new();
@@ -45,7 +45,7 @@ pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<StatementS
         }
         out.push(span);
     };
-    if dialect == Dialect::SqlServer {
+    if dialect == Backend::SqlServer {
         for (range, count) in go_batches(script, &toks)? {
             emit(range, count);
         }
@@ -59,7 +59,7 @@ pub fn split_statements(script: &str, dialect: Dialect) -> Result<Vec<StatementS
 
 /// Token-index ranges of the non-empty statements in `toks` (with or without trivia), each
 /// from its first to its last significant token, excluding the terminating `;`.
-pub(crate) fn statement_ranges(src: &str, toks: &[Token], dialect: Dialect) -> Vec<Range<usize>> {
+pub(crate) fn statement_ranges(src: &str, toks: &[Token], dialect: Backend) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut first = None;
     let mut last = 0;
@@ -100,7 +100,7 @@ enum Mode {
 /// Tracks the nesting inside which a `;` does not end the statement: parentheses (Postgres
 /// `CREATE RULE ... DO (a; b)`) and `BEGIN`/`CASE` ... `END`.
 struct BlockTracker {
-    dialect: Dialect,
+    dialect: Backend,
     mode: Mode,
     leading_words: usize,
     parens: usize,
@@ -116,7 +116,7 @@ enum Pending {
 }
 
 impl BlockTracker {
-    fn new(dialect: Dialect) -> Self {
+    fn new(dialect: Backend) -> Self {
         Self {
             dialect,
             mode: Mode::Undecided,
@@ -166,7 +166,7 @@ impl BlockTracker {
         }
         // T-SQL has blocks in any statement; elsewhere they only occur in routine bodies.
         let tracking = match self.dialect {
-            Dialect::SqlServer => self.mode != Mode::WholeText,
+            Backend::SqlServer => self.mode != Mode::WholeText,
             _ => self.mode == Mode::Body,
         };
         if !tracking {
@@ -174,7 +174,7 @@ impl BlockTracker {
         }
         // A block's BEGIN never sits inside parentheses; there it is a name (a parameter
         // called `begin`), and counting it would hide every later statement in this one.
-        let block_begin = self.parens == 0 || self.dialect == Dialect::SqlServer;
+        let block_begin = self.parens == 0 || self.dialect == Backend::SqlServer;
         if is(&["BEGIN"]) && block_begin {
             self.pending = Some(Pending::Begin);
         } else if is(&["CASE"]) {
@@ -187,7 +187,7 @@ impl BlockTracker {
     fn decide_mode(&self, word: Option<&str>) -> Mode {
         let Some(w) = word else { return Mode::Plain };
         let is = |kws: &[&str]| is_keyword(w, kws);
-        let ms = self.dialect == Dialect::SqlServer;
+        let ms = self.dialect == Backend::SqlServer;
         if self.leading_words == 0 {
             let opener = if ms {
                 is(&["CREATE", "ALTER"])
@@ -311,9 +311,9 @@ impl LineCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Dialect::{Postgres, SqlServer, Sqlite};
+    use Backend::{Postgres, SqlServer, Sqlite};
 
-    fn split(script: &str, d: Dialect) -> Vec<(String, usize)> {
+    fn split(script: &str, d: Backend) -> Vec<(String, usize)> {
         split_statements(script, d)
             .unwrap()
             .into_iter()
@@ -438,11 +438,11 @@ INSERT INTO t VALUES (1, 2);";
         let sql = "CREATE FUNCTION in_period(begin date, finish date, d date) RETURNS boolean\n\
                    LANGUAGE sql IMMUTABLE AS $$ SELECT d BETWEEN begin AND finish $$;\n\
                    CREATE TABLE periods (id int PRIMARY KEY);\nCOMMIT;\n";
-        let lines: Vec<usize> = split(sql, Dialect::Postgres).iter().map(|s| s.1).collect();
+        let lines: Vec<usize> = split(sql, Backend::Postgres).iter().map(|s| s.1).collect();
         assert_eq!(lines, [1, 3, 4]);
         // A BEGIN ATOMIC body still holds its semicolons.
         let atomic = "CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT (begin) + 1;\nEND;\nSELECT 2;";
-        let lines: Vec<usize> = split(atomic, Dialect::Postgres)
+        let lines: Vec<usize> = split(atomic, Backend::Postgres)
             .iter()
             .map(|s| s.1)
             .collect();

@@ -2,11 +2,11 @@
 //! read them, and routine bodies that must stay in one batch. Complements the tests in
 //! `split.rs`.
 
-use super::{Dialect, SqlError, split_statements};
+use super::{Backend, SqlError, split_statements};
 
 /// The batches of `script`, as (text, line), checking each span's offset against its text.
 fn batches(script: &str) -> Vec<(String, usize)> {
-    split_statements(script, Dialect::SqlServer)
+    split_statements(script, Backend::SqlServer)
         .unwrap()
         .into_iter()
         .map(|s| {
@@ -54,7 +54,7 @@ fn go_with_trailing_comment() {
 #[test]
 fn go_count_repeats_the_batch() {
     let script = "insert into dbo.t default values;\nGO 3\nselect count(*) from dbo.t\nGO 1\n";
-    let spans = split_statements(script, Dialect::SqlServer).unwrap();
+    let spans = split_statements(script, Backend::SqlServer).unwrap();
     assert_eq!(spans.len(), 4);
     for s in &spans[..3] {
         assert_eq!(
@@ -289,7 +289,7 @@ fn unterminated_constructs_report_their_line() {
         ("select \"col\nGO", "quoted identifier", 1),
     ] {
         assert_eq!(
-            split_statements(script, Dialect::SqlServer).unwrap_err(),
+            split_statements(script, Backend::SqlServer).unwrap_err(),
             SqlError::Unterminated { what, line },
             "{script}"
         );

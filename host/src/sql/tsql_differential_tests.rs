@@ -8,11 +8,8 @@
 //! a read. Where only the classifier refuses (it is stricter on purpose: it ends `--` comments
 //! at `\r` as SQL Server does, and refuses what it does not know) the count is printed.
 
-use sqlparser::ast::{SetExpr, Statement, TableFactor};
-use sqlparser::dialect::MsSqlDialect;
-use sqlparser::parser::{Parser, ParserOptions};
-
-use super::{Dialect, StatementKind, classify};
+use super::tsql_reference::{parse, sqlparser_sees_a_read};
+use super::{Backend, StatementKind, classify};
 
 const READS: &[&str] = &[
     "SELECT 1",
@@ -141,45 +138,6 @@ fn case(rng: &mut Rng) -> String {
     sql
 }
 
-/// Whether sqlparser reads `stmt` as a plain read: a query with no INTO and no locking hint.
-fn sqlparser_sees_a_read(stmt: &Statement) -> bool {
-    let Statement::Query(query) = stmt else {
-        return false;
-    };
-    if !query.locks.is_empty() {
-        return false;
-    }
-    match query.body.as_ref() {
-        SetExpr::Select(select) => {
-            select.into.is_none()
-                && select.from.iter().all(|from| match &from.relation {
-                    TableFactor::Table { with_hints, .. } => with_hints.iter().all(|hint| {
-                        let hint = hint.to_string().to_uppercase();
-                        !["UPDLOCK", "XLOCK", "HOLDLOCK", "TABLOCKX", "PAGLOCK"]
-                            .iter()
-                            .any(|lock| hint.contains(lock))
-                    }),
-                    _ => true,
-                })
-        }
-        SetExpr::SetOperation { .. } | SetExpr::Values(_) | SetExpr::Query(_) => true,
-        _ => false,
-    }
-}
-
-fn parse(sql: &str) -> Option<Vec<Statement>> {
-    // T-SQL needs no `;` between statements: `SELECT 1 DELETE FROM t` is two.
-    let options = ParserOptions {
-        require_semicolon_stmt_delimiter: false,
-        ..ParserOptions::new()
-    };
-    Parser::new(&MsSqlDialect {})
-        .with_options(options)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
-        .ok()
-}
-
 #[test]
 fn the_tsql_classifier_never_calls_a_read_what_another_parser_sees_as_more() {
     let mut rng = Rng(0x5eed_f10e_0057_0001);
@@ -196,7 +154,7 @@ fn the_tsql_classifier_never_calls_a_read_what_another_parser_sees_as_more() {
         }
         compared += 1;
         let theirs_read = statements.len() == 1 && sqlparser_sees_a_read(&statements[0]);
-        let ours_read = classify(&sql, Dialect::SqlServer)
+        let ours_read = classify(&sql, Backend::SqlServer)
             .map(|c| c.kind == StatementKind::Read)
             .unwrap_or(false);
         match (ours_read, theirs_read) {
@@ -230,7 +188,7 @@ fn every_listed_read_is_a_read_to_both_and_every_other_statement_to_neither() {
             "sqlparser: {sql}"
         );
         assert!(
-            classify(sql, Dialect::SqlServer).unwrap().is_read(),
+            classify(sql, Backend::SqlServer).unwrap().is_read(),
             "flowhost: {sql}"
         );
     }
@@ -242,7 +200,7 @@ fn every_listed_read_is_a_read_to_both_and_every_other_statement_to_neither() {
             );
         }
         assert!(
-            !classify(sql, Dialect::SqlServer)
+            !classify(sql, Backend::SqlServer)
                 .map(|c| c.is_read())
                 .unwrap_or(false),
             "flowhost: {sql}"

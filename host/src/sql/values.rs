@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::Dialect;
+use super::Backend;
 use super::lexer::{Token, TokenKind, tokenize};
 
 /// A single-row INSERT split around its row, ready to be repeated.
@@ -31,7 +31,7 @@ enum Piece {
 impl ValuesTemplate {
     /// The template of `sql` if it is an `INSERT ... VALUES (row)` with exactly one row and
     /// every placeholder inside that row; `None` for anything else (which then runs row by row).
-    pub fn parse(sql: &str, dialect: Dialect) -> Option<ValuesTemplate> {
+    pub fn parse(sql: &str, dialect: Backend) -> Option<ValuesTemplate> {
         let tokens = tokenize(sql, dialect).ok()?;
         let significant: Vec<&Token> = tokens.iter().filter(|t| !t.is_trivia()).collect();
         if !significant.first()?.is_word(sql, "INSERT") {
@@ -117,7 +117,7 @@ impl ValuesTemplate {
     }
 
     /// The statement inserting `rows` rows; row k's placeholders are numbered after row k-1's.
-    pub fn render(&self, rows: usize, dialect: Dialect) -> String {
+    pub fn render(&self, rows: usize, dialect: Backend) -> String {
         let mut out = String::with_capacity(self.head.len() + self.tail.len() + rows * 16);
         out.push_str(&self.head);
         for k in 0..rows {
@@ -130,14 +130,14 @@ impl ValuesTemplate {
                     // SQLite looks a numbered parameter's name up by a linear scan, so thousands
                     // of `?NNN` make binding quadratic (measured: 15x slower at 3000); anonymous
                     // `?` bind positionally and mean the same when the row is sequential.
-                    Piece::Param(_) if dialect == Dialect::Sqlite && self.sequential => {
+                    Piece::Param(_) if dialect == Backend::Sqlite && self.sequential => {
                         out.push('?')
                     }
                     Piece::Param(n) => {
                         let prefix = match dialect {
-                            Dialect::Postgres => "$",
-                            Dialect::Sqlite => "?",
-                            Dialect::SqlServer => "@P",
+                            Backend::Postgres => "$",
+                            Backend::Sqlite => "?",
+                            Backend::SqlServer => "@P",
                         };
                         let _ = write!(out, "{prefix}{}", n + k * self.params_per_row);
                     }
@@ -150,12 +150,12 @@ impl ValuesTemplate {
 }
 
 /// The number of a rewritten placeholder (`$3`, `?3`, `@P3`).
-fn placeholder_number(t: &Token, sql: &str, dialect: Dialect) -> Option<usize> {
+fn placeholder_number(t: &Token, sql: &str, dialect: Backend) -> Option<usize> {
     let text = t.text(sql);
     match (dialect, t.kind) {
-        (Dialect::Postgres, TokenKind::PositionalParam) => text[1..].parse().ok(),
-        (Dialect::Sqlite, TokenKind::QuestionParam) => text[1..].parse().ok(),
-        (Dialect::SqlServer, TokenKind::Variable) => text.strip_prefix("@P")?.parse().ok(),
+        (Backend::Postgres, TokenKind::PositionalParam) => text[1..].parse().ok(),
+        (Backend::Sqlite, TokenKind::QuestionParam) => text[1..].parse().ok(),
+        (Backend::SqlServer, TokenKind::Variable) => text.strip_prefix("@P")?.parse().ok(),
         _ => None,
     }
 }
@@ -167,20 +167,20 @@ mod tests {
     #[test]
     fn a_single_row_insert_repeats_with_renumbered_placeholders() {
         let sql = "INSERT INTO t (a, b) VALUES ($1, $2::int) ON CONFLICT (a) DO NOTHING";
-        let t = ValuesTemplate::parse(sql, Dialect::Postgres).unwrap();
+        let t = ValuesTemplate::parse(sql, Backend::Postgres).unwrap();
         assert_eq!(t.params_per_row(), 2);
-        assert_eq!(t.render(1, Dialect::Postgres), sql);
+        assert_eq!(t.render(1, Backend::Postgres), sql);
         assert_eq!(
-            t.render(3, Dialect::Postgres),
+            t.render(3, Backend::Postgres),
             "INSERT INTO t (a, b) VALUES ($1, $2::int), ($3, $4::int), ($5, $6::int) ON CONFLICT (a) DO NOTHING"
         );
     }
 
     #[test]
     fn sqlite_sequential_rows_use_anonymous_placeholders() {
-        let t = ValuesTemplate::parse("insert into t values (?1, ?2)", Dialect::Sqlite).unwrap();
+        let t = ValuesTemplate::parse("insert into t values (?1, ?2)", Backend::Sqlite).unwrap();
         assert_eq!(
-            t.render(2, Dialect::Sqlite),
+            t.render(2, Backend::Sqlite),
             "insert into t values (?, ?), (?, ?)"
         );
     }
@@ -188,9 +188,9 @@ mod tests {
     #[test]
     fn sqlite_numbered_placeholders_and_reused_names() {
         let sql = "insert into t values (?1, ?2, ?1)";
-        let t = ValuesTemplate::parse(sql, Dialect::Sqlite).unwrap();
+        let t = ValuesTemplate::parse(sql, Backend::Sqlite).unwrap();
         assert_eq!(
-            t.render(2, Dialect::Sqlite),
+            t.render(2, Backend::Sqlite),
             "insert into t values (?1, ?2, ?1), (?3, ?4, ?3)"
         );
     }
@@ -198,9 +198,9 @@ mod tests {
     #[test]
     fn nested_parentheses_and_literals_inside_the_row_are_kept() {
         let sql = "INSERT INTO t VALUES (lower($1), '($2)', (SELECT 1))";
-        let t = ValuesTemplate::parse(sql, Dialect::Postgres).unwrap();
+        let t = ValuesTemplate::parse(sql, Backend::Postgres).unwrap();
         assert_eq!(
-            t.render(2, Dialect::Postgres),
+            t.render(2, Backend::Postgres),
             "INSERT INTO t VALUES (lower($1), '($2)', (SELECT 1)), (lower($2), '($2)', (SELECT 1))"
         );
     }
@@ -214,16 +214,16 @@ mod tests {
             "INSERT INTO t VALUES ($1) ON CONFLICT (a) DO UPDATE SET b = $2",
             "WITH x AS (SELECT $1) INSERT INTO t VALUES ($2)",
         ] {
-            assert_eq!(ValuesTemplate::parse(sql, Dialect::Postgres), None, "{sql}");
+            assert_eq!(ValuesTemplate::parse(sql, Backend::Postgres), None, "{sql}");
         }
     }
 
     #[test]
     fn a_row_without_placeholders_repeats_as_is() {
-        let t = ValuesTemplate::parse("INSERT INTO t VALUES (1)", Dialect::Sqlite).unwrap();
+        let t = ValuesTemplate::parse("INSERT INTO t VALUES (1)", Backend::Sqlite).unwrap();
         assert_eq!(t.params_per_row(), 0);
         assert_eq!(
-            t.render(2, Dialect::Sqlite),
+            t.render(2, Backend::Sqlite),
             "INSERT INTO t VALUES (1), (1)"
         );
     }

@@ -30,7 +30,7 @@ async fn adopt_into_flowhost(
     db: &Database,
     foreign: &ForeignHistory,
 ) -> Result<usize, MigrateError> {
-    let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, db.backend().dialect()).unwrap();
+    let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, db.backend()).unwrap();
     let mut conn = db.acquire().await.unwrap();
     adopt(&mut conn, db, &table, foreign).await
 }
@@ -517,7 +517,7 @@ async fn only_history_tables_are_recognised(fx: &Fixture) {
     // A table that happens to be called schema_version, and flowhost's own history under the
     // name Flyway uses, are not foreign histories.
     exec(&db, "CREATE TABLE schema_version (id INTEGER, name TEXT)").await;
-    let own = HistoryTable::new("flyway_schema_history", db.backend().dialect()).unwrap();
+    let own = HistoryTable::new("flyway_schema_history", db.backend()).unwrap();
     exec(&db, &own.create_sql()).await;
     assert!(find(&db).await.unwrap().is_none());
     // Pyway's table under the name its README configures.

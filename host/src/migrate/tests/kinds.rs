@@ -267,7 +267,7 @@ async fn repair_removes_failed_entries(fx: &Fixture) {
     let db = fx.db().await;
     migrate(&db, &fx.migrations(), &opts()).await.unwrap();
     // A failed row as another tool (or a crashed non-transactional run) leaves it.
-    let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, db.backend().dialect()).unwrap();
+    let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, db.backend()).unwrap();
     {
         let mut conn = db.acquire().await.unwrap();
         let mut row = history(&db).await.pop().unwrap();

@@ -88,7 +88,7 @@ async fn released_connection_holds_no_lock(fx: &Fixture) {
 
     // A guard dropped without release (a panic or a cancelled future) closes its connection,
     // which frees the lock, instead of pooling it.
-    let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, db.backend().dialect()).unwrap();
+    let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, db.backend()).unwrap();
     let guard = MigrationConn::acquire(&db, &table, Duration::from_secs(5))
         .await
         .unwrap();
@@ -115,8 +115,7 @@ async fn postgres_lock_timeout_names_the_holder() {
         Box::pin(async move {
             fx.write("V1__One.sql", "CREATE TABLE one (id INTEGER);\n");
             let holder_db = fx.db().await;
-            let table =
-                HistoryTable::new(DEFAULT_HISTORY_TABLE, holder_db.backend().dialect()).unwrap();
+            let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, holder_db.backend()).unwrap();
             let held = MigrationConn::acquire(&holder_db, &table, Duration::from_secs(5))
                 .await
                 .unwrap();

@@ -153,13 +153,13 @@ async fn strings(db: &Database, sql: &str) -> Vec<String> {
 }
 
 async fn table_exists(db: &Database, name: &str) -> bool {
-    let table = HistoryTable::new(name, db.backend().dialect()).unwrap();
+    let table = HistoryTable::new(name, db.backend()).unwrap();
     let mut conn = db.acquire().await.unwrap();
     table.exists(&mut conn, db).await.unwrap()
 }
 
 async fn history(db: &Database) -> Vec<AppliedMigration> {
-    let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, db.backend().dialect()).unwrap();
+    let table = HistoryTable::new(DEFAULT_HISTORY_TABLE, db.backend()).unwrap();
     let mut conn = db.acquire().await.unwrap();
     table.read(&mut conn, db).await.unwrap()
 }
