@@ -430,7 +430,7 @@ impl Conn {
         server: Option<&ServerSession>,
     ) -> Result<(), String> {
         if open {
-            self.run_raw(db, "ROLLBACK")
+            self.run_raw(db, db.backend().rollback_sql())
                 .await
                 .map_err(|e| format!("ROLLBACK failed: {e}"))?;
         }

@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 use super::{Backend, Conn, Database, DbError, RowSet, ServerSession, Statement, bind_order};
 use crate::bindings::types::{Column, Params, Value};
 use crate::manifest::Access;
-use crate::sql::{Placeholders, StatementKind, ValuesTemplate};
+use crate::sql::{Placeholders, StatementKind, TransactionKind, ValuesTemplate};
 
 /// A session shared between a guest `connection`, its `transaction` and its open `cursor`.
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -329,21 +329,26 @@ impl Session {
             return Ok(0);
         }
         self.check_functions(&stmt).await?;
+        let backend = self.db.backend();
         let (open, keep, undo) = if self.tx.is_some() {
             (
-                "SAVEPOINT flowhost_batch",
-                "RELEASE SAVEPOINT flowhost_batch",
-                "ROLLBACK TO SAVEPOINT flowhost_batch; RELEASE SAVEPOINT flowhost_batch",
+                backend.savepoint_sql(BATCH_SAVEPOINT),
+                backend.release_savepoint_sql(BATCH_SAVEPOINT),
+                backend.undo_to_savepoint_sql(BATCH_SAVEPOINT),
             )
         } else {
-            (self.begin_sql(), "COMMIT", "ROLLBACK")
+            (
+                self.begin_sql().to_owned(),
+                Some(backend.commit_sql().to_owned()),
+                backend.rollback_sql().to_owned(),
+            )
         };
         let db = self.db.clone();
         let dialect = db.backend();
         self.conn().await?;
         self.start_statement();
         let conn = self.conn.as_mut().expect("connected above");
-        conn.run_raw(&db, open).await?;
+        conn.run_raw(&db, &open).await?;
         // Many rows per statement when the statement allows it; if that fails for any reason
         // (a constraint, ON CONFLICT touching a row twice), undo and go row by row, which
         // either succeeds with the per-statement semantics or names the failing set.
@@ -357,27 +362,28 @@ impl Session {
         };
         if let (Some(_), Err(e)) = (&template, &result) {
             tracing::debug!(database = %db.name(), error = %e, "multi-row INSERT failed; retrying row by row");
-            conn.run_raw(&db, undo).await?;
-            conn.run_raw(&db, open).await?;
+            conn.run_raw(&db, &undo).await?;
+            conn.run_raw(&db, &open).await?;
             result = execute_each(conn, &db, &stmt, &ordered).await;
         }
-        conn.run_raw(&db, if result.is_ok() { keep } else { undo })
-            .await?;
+        match (&result, &keep) {
+            (Ok(_), Some(keep)) => conn.run_raw(&db, keep).await?,
+            (Ok(_), None) => {}
+            (Err(_), _) => conn.run_raw(&db, &undo).await?,
+        }
         self.busy = false;
         result
     }
 
-    /// How a guest transaction starts under this grant.
+    /// How a guest transaction starts under this grant. On PostgreSQL the session default is
+    /// already read-only for a read-only grant; saying it again costs nothing and does not
+    /// depend on the default surviving whatever the flow's functions did.
     fn begin_sql(&self) -> &'static str {
-        match (self.db.backend(), self.access) {
-            // The session default is already read-only; saying it again costs nothing and does
-            // not depend on the default surviving whatever the flow's functions did.
-            (Backend::Postgres, Access::ReadOnly) => "BEGIN READ ONLY",
-            // Take the write lock up front: a deferred transaction that later upgrades can
-            // fail with SQLITE_BUSY midway instead of waiting its turn.
-            (Backend::Sqlite, Access::ReadWrite) => "BEGIN IMMEDIATE",
-            _ => "BEGIN",
-        }
+        let kind = match self.access {
+            Access::ReadOnly => TransactionKind::ReadOnly,
+            Access::ReadWrite => TransactionKind::ReadWrite,
+        };
+        self.db.backend().begin_sql(kind)
     }
 
     /// Starts a guest transaction and returns its id.
@@ -401,7 +407,12 @@ impl Session {
     /// Ends guest transaction `id`, keeping (`commit`) or discarding its work.
     pub async fn end(&mut self, id: u64, commit: bool) -> Result<(), DbError> {
         self.check_route(Route::Transaction(id))?;
-        let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+        let backend = self.db.backend();
+        let sql = if commit {
+            backend.commit_sql()
+        } else {
+            backend.rollback_sql()
+        };
         let db = self.db.clone();
         self.conn().await?;
         // Whatever happens below, this transaction is over: a failed COMMIT has rolled back.
@@ -411,7 +422,7 @@ impl Session {
         let result = conn.run_raw(&db, sql).await;
         if result.is_err() {
             // PostgreSQL ends the transaction on a failed COMMIT; SQLite may not. Make sure.
-            let _ = conn.run_raw(&db, "ROLLBACK").await;
+            let _ = conn.run_raw(&db, backend.rollback_sql()).await;
         }
         self.busy = false;
         result
@@ -443,6 +454,9 @@ impl Session {
         self.server = None;
     }
 }
+
+/// The savepoint a batch inside a guest transaction runs under.
+const BATCH_SAVEPOINT: &str = "flowhost_batch";
 
 /// Most rows per multi-row INSERT: large enough that round trips stop mattering, small enough
 /// that one statement stays cheap to parse (SQLAlchemy uses the same).

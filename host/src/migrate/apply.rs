@@ -17,14 +17,12 @@ use super::prepare::{Prepared, prepare};
 use super::report::{AppliedStep, MigrateReport, PendingMigration, StepKind};
 use super::version::Version;
 use crate::db::{Backend, Conn, Database};
+use crate::sql::TransactionKind;
 
+/// On SQLite this takes the write lock up front, so the history re-read below sees the final
+/// state and no other writer can slip in before the commit.
 fn begin_sql(backend: Backend) -> &'static str {
-    match backend {
-        // Take the write lock up front, so the history re-read below sees the final state and
-        // no other writer can slip in before the commit.
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        _ => "BEGIN",
-    }
+    backend.begin_sql(TransactionKind::ReadWrite)
 }
 
 /// Refuses to go on when the history and the files disagree. Out-of-order files are refused
@@ -203,7 +201,12 @@ impl Runner<'_> {
 
     /// Commits, or rolls back and says what was lost.
     async fn commit(&mut self, script: &str) -> Result<(), MigrateError> {
-        if let Err(e) = self.mc.conn().run_raw(self.db, "COMMIT").await {
+        if let Err(e) = self
+            .mc
+            .conn()
+            .run_raw(self.db, self.db.backend().commit_sql())
+            .await
+        {
             self.mc.rollback(self.db).await;
             return Err(MigrateError::database(
                 format!("commit migration {script} (nothing from it was applied)"),

@@ -27,6 +27,7 @@ use super::error::MigrateError;
 use super::history::{AppliedMigration, HistoryTable, TYPE_SQL, with_conn};
 use super::version::Version;
 use crate::db::{Backend, Conn, Database};
+use crate::sql::TransactionKind;
 
 /// The tool that wrote a history table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -178,15 +179,15 @@ pub async fn adopt(
             MigrateError::database(format!("create the history table {}", table.name()), e)
         })?;
     }
-    let begin = match db.backend() {
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        _ => "BEGIN",
-    };
+    let begin = db.backend().begin_sql(TransactionKind::ReadWrite);
     conn.run_raw(db, begin)
         .await
         .map_err(|e| MigrateError::database("begin the history import", e))?;
     let result = copy_rows(conn, db, table, foreign).await;
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let end = match result {
+        Ok(_) => db.backend().commit_sql(),
+        Err(_) => db.backend().rollback_sql(),
+    };
     let ended = conn.run_raw(db, end).await;
     let copied = result?;
     ended.map_err(|e| MigrateError::database("commit the history import", e))?;
@@ -246,7 +247,10 @@ async fn columns(conn: &mut Conn, db: &Database, table: &str) -> Result<Vec<Stri
              WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 \
              AND NOT a.attisdropped"
         }
-        _ => "SELECT name FROM pragma_table_info(?1)",
+        Backend::Sqlite => "SELECT name FROM pragma_table_info(?1)",
+        Backend::SqlServer => {
+            "SELECT LOWER(name) FROM sys.columns WHERE object_id = OBJECT_ID(@P1)"
+        }
     };
     let names: Vec<String> = with_conn!(conn, c => sqlx::query_scalar(sql)
         .bind(table)

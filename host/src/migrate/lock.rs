@@ -79,7 +79,7 @@ impl MigrationConn {
     /// closed at release (closing rolls back too), so callers can go on reporting the error
     /// that led here.
     pub async fn rollback(&mut self, db: &Database) {
-        if let Err(e) = self.conn().run_raw(db, "ROLLBACK").await {
+        if let Err(e) = self.conn().run_raw(db, db.backend().rollback_sql()).await {
             // SQLite ends the transaction itself on some errors (disk full, I/O); then there is
             // nothing to roll back and the connection is fine.
             if e.to_string().contains("no transaction is active") {

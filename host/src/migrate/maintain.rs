@@ -20,6 +20,7 @@ use super::prepare::prepare;
 use super::report::{MigrateReport, PendingMigration, StepKind, table};
 use super::version::Version;
 use crate::db::{Conn, Database};
+use crate::sql::TransactionKind;
 
 /// The description of a baseline row unless one is given (Flyway writes
 /// `<< Flyway Baseline >>`).
@@ -302,7 +303,9 @@ pub async fn repair(
             return Ok((actions, missing));
         }
         mc.mark_dirty();
-        mc.conn().run_raw(db, "BEGIN").await?;
+        mc.conn()
+            .run_raw(db, db.backend().begin_sql(TransactionKind::ReadWrite))
+            .await?;
         for action in &actions {
             let done = match action {
                 RepairAction::RemoveFailed { installed_rank, .. } => {
@@ -322,7 +325,7 @@ pub async fn repair(
                 ));
             }
         }
-        if let Err(e) = mc.conn().run_raw(db, "COMMIT").await {
+        if let Err(e) = mc.conn().run_raw(db, db.backend().commit_sql()).await {
             mc.rollback(db).await;
             return Err(MigrateError::database(
                 format!(

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod split;
 #[cfg(test)]
 mod split_tsql_tests;
+pub mod transaction;
 #[cfg(test)]
 mod tsql_differential_tests;
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub use classify::{Classified, StatementKind, classify};
 pub use lexer::{Lexer, Token, TokenKind, tokenize, tokens};
 pub use params::{Placeholders, Rewritten, rewrite};
 pub use split::{StatementSpan, split_statements};
+pub use transaction::TransactionKind;
 pub use values::ValuesTemplate;
 
 /// The backend a statement is destined for decides its SQL dialect.
