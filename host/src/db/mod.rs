@@ -5,6 +5,7 @@
 //! parameters, decoding values, and their transaction dialect.
 
 mod error;
+mod host_sql;
 pub mod numeric;
 pub mod postgres;
 mod postgres_session;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 pub use error::{DbError, Redactor};
+pub use host_sql::{FromValue, HostRow, text_value, timestamp_value};
 pub use session::{CursorStream, Route, Session, SessionLimits, SharedSession};
 pub use statement::{Statement, bind_order};
 
@@ -36,6 +38,16 @@ pub use crate::Backend;
 pub enum Pool {
     Postgres(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool),
+}
+
+impl Pool {
+    /// Closes every connection and refuses new ones.
+    pub async fn close(&self) {
+        match self {
+            Pool::Postgres(p) => p.close().await,
+            Pool::Sqlite(p) => p.close().await,
+        }
+    }
 }
 
 /// A connection taken from a [`Pool`]; dropping it returns it to the pool as it is, so callers
@@ -463,6 +475,15 @@ impl Conn {
 
     /// Closes the connection instead of returning it to the pool: used when its state is
     /// unknown (a cancelled statement, a failed cleanup).
+    /// When dropped, this connection is closed instead of returned to the pool: for a drop
+    /// path that cannot wait (a `Drop` impl), where its state is unknown.
+    pub fn close_on_drop(&mut self) {
+        match self {
+            Conn::Postgres(c) => c.close_on_drop(),
+            Conn::Sqlite(c) => c.close_on_drop(),
+        }
+    }
+
     pub async fn discard(self) {
         let _ = match self {
             Conn::Postgres(c) => c.close().await,

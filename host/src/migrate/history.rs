@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::checksum::{Checksum, ChecksumAlgorithm};
 use super::error::MigrateError;
 use super::version::Version;
-use crate::db::{Conn, Database, DbError};
+use crate::bindings::types::Value;
+use crate::db::{Conn, Database, DbError, HostRow, text_value, timestamp_value};
 use crate::sql::Backend;
 
 /// The history table's default name.
@@ -25,18 +26,6 @@ pub const TYPE_UNDO: &str = "UNDO_SQL";
 /// The column a non-transactional migration records its progress in (statements completed);
 /// added to history tables made before it existed.
 const PROGRESS_COLUMN: &str = "statements_done";
-
-/// Runs `$body` with `$c` bound to the driver connection, whichever backend it is. The body is
-/// written once and type-checked per backend.
-macro_rules! with_conn {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            crate::db::Conn::Postgres($c) => $body,
-            crate::db::Conn::Sqlite($c) => $body,
-        }
-    };
-}
-pub(crate) use with_conn;
 
 /// One row of the history table.
 #[derive(Debug, Clone, Serialize)]
@@ -264,11 +253,8 @@ impl HistoryTable {
 
     /// Whether the table exists (without creating it).
     pub async fn exists(&self, conn: &mut Conn, db: &Database) -> Result<bool, DbError> {
-        let sql = sqlx::AssertSqlSafe(self.exists_sql());
-        let name = self.name.clone();
-        let count: i64 =
-            with_conn!(conn, c => sqlx::query_scalar(sql).bind(name).fetch_one(&mut **c).await)
-                .map_err(|e| db.error(e))?;
+        let name = Value::Text(self.name.clone());
+        let count: i64 = conn.host_scalar(db, &self.exists_sql(), &[name]).await?;
         Ok(count > 0)
     }
 
@@ -287,11 +273,10 @@ impl HistoryTable {
         if !self.exists(conn, db).await? {
             return self.create(conn, db).await.map_err(context);
         }
-        let sql = sqlx::AssertSqlSafe(self.progress_column_sql());
-        let name = self.name.clone();
-        let count: i64 =
-            with_conn!(conn, c => sqlx::query_scalar(sql).bind(name).fetch_one(&mut **c).await)
-                .map_err(|e| db.error(e))?;
+        let name = Value::Text(self.name.clone());
+        let count: i64 = conn
+            .host_scalar(db, &self.progress_column_sql(), &[name])
+            .await?;
         if count == 0 {
             tracing::info!(database = %db.name(), table = %self.name, "adding the {PROGRESS_COLUMN} column to the history table");
             conn.run_raw(db, &self.add_progress_column_sql())
@@ -316,19 +301,18 @@ impl HistoryTable {
         db: &Database,
         row: &AppliedMigration,
     ) -> Result<(), DbError> {
-        let sql = sqlx::AssertSqlSafe(self.update_progress_sql());
         let (checksum, algorithm) = checksum_columns(&row.checksum);
-        with_conn!(conn, c => sqlx::query(sql)
-            .bind(row.statements_done)
-            .bind(row.execution_time_ms)
-            .bind(row.success)
-            .bind(checksum)
-            .bind(algorithm)
-            .bind(row.installed_rank)
-            .execute(&mut **c)
+        let params = [
+            int_value(row.statements_done),
+            Value::Int(row.execution_time_ms.into()),
+            Value::Boolean(row.success),
+            checksum,
+            algorithm,
+            Value::Int(row.installed_rank.into()),
+        ];
+        conn.host_execute(db, &self.update_progress_sql(), &params)
             .await
-            .map(|_| ()))
-        .map_err(|e| db.error(e))
+            .map(|_| ())
     }
 
     /// Sets a row's checksum (repair).
@@ -339,35 +323,24 @@ impl HistoryTable {
         rank: i32,
         checksum: &Checksum,
     ) -> Result<(), DbError> {
-        let sql = sqlx::AssertSqlSafe(self.realign_sql());
         let (value, algorithm) = checksum_columns(&Some(checksum.clone()));
-        with_conn!(conn, c => sqlx::query(sql)
-            .bind(value)
-            .bind(algorithm)
-            .bind(rank)
-            .execute(&mut **c)
+        let params = [value, algorithm, Value::Int(rank.into())];
+        conn.host_execute(db, &self.realign_sql(), &params)
             .await
-            .map(|_| ()))
-        .map_err(|e| db.error(e))
+            .map(|_| ())
     }
 
     /// Removes a row (repair of failed entries).
     pub async fn delete(&self, conn: &mut Conn, db: &Database, rank: i32) -> Result<(), DbError> {
-        let sql = sqlx::AssertSqlSafe(self.delete_sql());
-        with_conn!(conn, c => sqlx::query(sql)
-            .bind(rank)
-            .execute(&mut **c)
+        conn.host_execute(db, &self.delete_sql(), &[Value::Int(rank.into())])
             .await
-            .map(|_| ()))
-        .map_err(|e| db.error(e))
+            .map(|_| ())
     }
 
     /// The highest installed rank (0 for an empty table): cheap to read inside each migration's
     /// transaction to see whether another process has migrated meanwhile.
     pub async fn max_rank(&self, conn: &mut Conn, db: &Database) -> Result<i32, DbError> {
-        let sql = sqlx::AssertSqlSafe(self.max_rank_sql());
-        with_conn!(conn, c => sqlx::query_scalar(sql).fetch_one(&mut **c).await)
-            .map_err(|e| db.error(e))
+        conn.host_scalar(db, &self.max_rank_sql(), &[]).await
     }
 
     /// Every row, by installed rank.
@@ -376,35 +349,21 @@ impl HistoryTable {
         conn: &mut Conn,
         db: &Database,
     ) -> Result<Vec<AppliedMigration>, MigrateError> {
-        use sqlx::Row;
-        let sql = sqlx::AssertSqlSafe(self.select_sql());
-        let raw: Vec<RawRow> = with_conn!(conn, c => {
-            let rows = sqlx::query(sql).fetch_all(&mut **c).await;
-            rows.and_then(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        Ok(RawRow {
-                            installed_rank: r.try_get("installed_rank")?,
-                            version: r.try_get("version")?,
-                            description: r.try_get("description")?,
-                            kind: r.try_get("type")?,
-                            script: r.try_get("script")?,
-                            checksum: r.try_get("checksum")?,
-                            checksum_algorithm: r.try_get("checksum_algorithm")?,
-                            installed_by: r.try_get("installed_by")?,
-                            installed_on: r.try_get("installed_on")?,
-                            execution_time_ms: r.try_get("execution_time_ms")?,
-                            success: r.try_get("success")?,
-                            // Absent in tables made before the column existed.
-                            statements_done: r.try_get(PROGRESS_COLUMN).unwrap_or(None),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-            })
-        })
-        .map_err(|e| {
-            MigrateError::database(format!("read the history table {}", self.name), db.error(e))
-        })?;
+        let rows = conn
+            .host_query(db, &self.select_sql(), &[])
+            .await
+            .map_err(|e| {
+                MigrateError::database(format!("read the history table {}", self.name), e)
+            })?;
+        let raw = rows
+            .iter()
+            .map(RawRow::from_row)
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|message| MigrateError::History {
+                database: db.name().to_owned(),
+                table: self.name.clone(),
+                message,
+            })?;
         raw.into_iter()
             .map(|r| r.interpret())
             .collect::<Result<_, String>>()
@@ -422,35 +381,41 @@ impl HistoryTable {
         db: &Database,
         row: &AppliedMigration,
     ) -> Result<(), DbError> {
-        let sql = sqlx::AssertSqlSafe(self.insert_sql());
         let version = row.version.as_ref().map(|v| v.to_string());
         let (checksum, algorithm) = checksum_columns(&row.checksum);
-        with_conn!(conn, c => sqlx::query(sql)
-            .bind(row.installed_rank)
-            .bind(version)
-            .bind(row.description.clone())
-            .bind(row.kind.clone())
-            .bind(row.script.clone())
-            .bind(checksum)
-            .bind(algorithm)
-            .bind(row.installed_by.clone())
-            .bind(row.installed_on)
-            .bind(row.execution_time_ms)
-            .bind(row.success)
-            .bind(row.statements_done)
-            .execute(&mut **c)
+        let params = [
+            Value::Int(row.installed_rank.into()),
+            text_value(version.as_deref()),
+            Value::Text(row.description.clone()),
+            Value::Text(row.kind.clone()),
+            Value::Text(row.script.clone()),
+            checksum,
+            algorithm,
+            Value::Text(row.installed_by.clone()),
+            timestamp_value(row.installed_on),
+            Value::Int(row.execution_time_ms.into()),
+            Value::Boolean(row.success),
+            int_value(row.statements_done),
+        ];
+        conn.host_execute(db, &self.insert_sql(), &params)
             .await
-            .map(|_| ()))
-        .map_err(|e| db.error(e))
+            .map(|_| ())
     }
 }
 
 /// The checksum and checksum_algorithm column values.
-fn checksum_columns(checksum: &Option<Checksum>) -> (Option<String>, Option<String>) {
+fn checksum_columns(checksum: &Option<Checksum>) -> (Value, Value) {
     match checksum {
-        Some(c) => (Some(c.value.clone()), Some(c.algorithm.as_str().to_owned())),
-        None => (None, None),
+        Some(c) => (
+            Value::Text(c.value.clone()),
+            Value::Text(c.algorithm.as_str().to_owned()),
+        ),
+        None => (Value::Null, Value::Null),
     }
+}
+
+fn int_value(i: Option<i32>) -> Value {
+    i.map_or(Value::Null, |i| Value::Int(i.into()))
 }
 
 /// A row as stored, before its version and checksum are interpreted.
@@ -470,6 +435,27 @@ struct RawRow {
 }
 
 impl RawRow {
+    fn from_row(r: &HostRow) -> Result<RawRow, String> {
+        Ok(RawRow {
+            installed_rank: r.get("installed_rank")?,
+            version: r.get("version")?,
+            description: r.get("description")?,
+            kind: r.get("type")?,
+            script: r.get("script")?,
+            checksum: r.get("checksum")?,
+            checksum_algorithm: r.get("checksum_algorithm")?,
+            installed_by: r.get("installed_by")?,
+            installed_on: r.get("installed_on")?,
+            execution_time_ms: r.get("execution_time_ms")?,
+            success: r.get("success")?,
+            // Absent in tables made before the column existed.
+            statements_done: match r.has(PROGRESS_COLUMN) {
+                true => r.get(PROGRESS_COLUMN)?,
+                false => None,
+            },
+        })
+    }
+
     fn interpret(self) -> Result<AppliedMigration, String> {
         let rank = self.installed_rank;
         let version =

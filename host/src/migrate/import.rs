@@ -24,9 +24,10 @@ use chrono::NaiveDateTime;
 
 use super::checksum::{Checksum, ChecksumAlgorithm};
 use super::error::MigrateError;
-use super::history::{AppliedMigration, HistoryTable, TYPE_SQL, with_conn};
+use super::history::{AppliedMigration, HistoryTable, TYPE_SQL};
 use super::version::Version;
-use crate::db::{Backend, Conn, Database};
+use crate::bindings::types::Value;
+use crate::db::{Backend, Conn, Database, DbError};
 use crate::sql::TransactionKind;
 
 /// The tool that wrote a history table.
@@ -252,12 +253,15 @@ async fn columns(conn: &mut Conn, db: &Database, table: &str) -> Result<Vec<Stri
             "SELECT LOWER(name) FROM sys.columns WHERE object_id = OBJECT_ID(@P1)"
         }
     };
-    let names: Vec<String> = with_conn!(conn, c => sqlx::query_scalar(sql)
-        .bind(table)
-        .fetch_all(&mut **c)
-        .await)
-    .map_err(|e| MigrateError::database(format!("look for a table {table}"), db.error(e)))?;
-    Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
+    let context = |e| MigrateError::database(format!("look for a table {table}"), e);
+    let rows = conn
+        .host_query(db, sql, &[Value::Text(table.to_owned())])
+        .await
+        .map_err(context)?;
+    rows.iter()
+        .map(|r| r.at::<String>(0).map(|n| n.to_ascii_lowercase()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| context(DbError::conversion(db.name(), e)))
 }
 
 fn history_error(db: &Database, table: &str, message: String) -> MigrateError {
@@ -325,38 +329,32 @@ async fn read_flyway(
     db: &Database,
     table: &str,
 ) -> Result<Vec<AppliedMigration>, MigrateError> {
-    use sqlx::Row;
-    let sql = sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT installed_rank, version, description, type, script, checksum, installed_by, \
          installed_on, execution_time, success FROM \"{table}\" ORDER BY installed_rank"
-    ));
-    let raw: Vec<FlywayRow> = with_conn!(conn, c => {
-        let rows = sqlx::query(sql).fetch_all(&mut **c).await;
-        rows.and_then(|rows| {
-            rows.iter()
-                .map(|r| {
-                    Ok(FlywayRow {
-                        installed_rank: r.try_get(0)?,
-                        version: r.try_get(1)?,
-                        description: r.try_get(2)?,
-                        kind: r.try_get(3)?,
-                        script: r.try_get(4)?,
-                        checksum: r.try_get(5)?,
-                        installed_by: r.try_get(6)?,
-                        installed_on: r.try_get(7)?,
-                        execution_time: r.try_get(8)?,
-                        success: r.try_get(9)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
+    );
+    let rows = conn
+        .host_query(db, &sql, &[])
+        .await
+        .map_err(|e| MigrateError::database(format!("read the Flyway history table {table}"), e))?;
+    let raw = rows
+        .iter()
+        .map(|r| {
+            Ok(FlywayRow {
+                installed_rank: r.at(0)?,
+                version: r.at(1)?,
+                description: r.at(2)?,
+                kind: r.at(3)?,
+                script: r.at(4)?,
+                checksum: r.at(5)?,
+                installed_by: r.at(6)?,
+                installed_on: r.at(7)?,
+                execution_time: r.at(8)?,
+                success: r.at(9)?,
+            })
         })
-    })
-    .map_err(|e| {
-        MigrateError::database(
-            format!("read the Flyway history table {table}"),
-            db.error(e),
-        )
-    })?;
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|m| history_error(db, table, m))?;
     raw.into_iter()
         .map(FlywayRow::interpret)
         .collect::<Result<_, _>>()
@@ -422,35 +420,32 @@ async fn read_pyway(
     db: &Database,
     table: &str,
 ) -> Result<Vec<AppliedMigration>, MigrateError> {
-    use sqlx::Row;
     // On SQLite Pyway's installed_rank is NULL (see the module docs): insertion order is rowid.
     let order = match db.backend() {
         Backend::Sqlite => "installed_rank, rowid",
         _ => "installed_rank",
     };
-    let sql = sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT installed_rank, version, name, checksum, apply_timestamp FROM \"{table}\" \
          ORDER BY {order}"
-    ));
-    let raw: Vec<PywayRow> = with_conn!(conn, c => {
-        let rows = sqlx::query(sql).fetch_all(&mut **c).await;
-        rows.and_then(|rows| {
-            rows.iter()
-                .map(|r| {
-                    Ok(PywayRow {
-                        installed_rank: r.try_get(0)?,
-                        version: r.try_get(1)?,
-                        name: r.try_get(2)?,
-                        checksum: r.try_get(3)?,
-                        apply_timestamp: r.try_get(4)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
+    );
+    let rows = conn
+        .host_query(db, &sql, &[])
+        .await
+        .map_err(|e| MigrateError::database(format!("read the Pyway history table {table}"), e))?;
+    let raw = rows
+        .iter()
+        .map(|r| {
+            Ok(PywayRow {
+                installed_rank: r.at(0)?,
+                version: r.at(1)?,
+                name: r.at(2)?,
+                checksum: r.at(3)?,
+                apply_timestamp: r.at(4)?,
+            })
         })
-    })
-    .map_err(|e| {
-        MigrateError::database(format!("read the Pyway history table {table}"), db.error(e))
-    })?;
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|m| history_error(db, table, m))?;
     raw.into_iter()
         .enumerate()
         .map(|(i, r)| r.interpret(i + 1))

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::error::MigrateError;
-use super::history::{HistoryTable, with_conn};
-use crate::db::{Conn, Database, Pool};
+use super::history::HistoryTable;
+use crate::bindings::types::Value;
+use crate::db::{Backend, Conn, Database, DbError, Pool};
 
 /// How migration connections name themselves to PostgreSQL (`pg_stat_activity`).
 pub const APPLICATION_NAME: &str = "flowhost-migrate";
@@ -57,7 +58,7 @@ impl MigrationConn {
             dirty: false,
             broken: false,
         };
-        if let Some(Conn::Postgres(_)) = &this.conn {
+        if db.backend() == Backend::Postgres {
             let key = this.pg_lock(db, table, timeout).await?;
             this.pg_key = Some(key);
         }
@@ -101,22 +102,31 @@ impl MigrationConn {
         let context = |action: &str, source| {
             MigrateError::database(format!("{action} for database {}", db.name()), source)
         };
-        let (database, schema): (String, String) = with_conn!(conn, c => {
-            sqlx::query_as("SELECT current_database()::text, COALESCE(current_schema(), '')::text")
-                .fetch_one(&mut **c)
-                .await
-        })
-        .map_err(|e| context("find the migration lock's key", db.error(e)))?;
+        let rows = conn
+            .host_query(
+                db,
+                "SELECT current_database()::text, COALESCE(current_schema(), '')::text",
+                &[],
+            )
+            .await
+            .map_err(|e| context("find the migration lock's key", e))?;
+        let (database, schema): (String, String) = rows
+            .first()
+            .ok_or_else(|| "no row".to_owned())
+            .and_then(|r| Ok((r.at(0)?, r.at(1)?)))
+            .map_err(|e| {
+                context(
+                    "find the migration lock's key",
+                    DbError::conversion(db.name(), e),
+                )
+            })?;
         let key = lock_key(&database, &schema, table.name());
         let started = Instant::now();
         loop {
-            let got: bool = with_conn!(conn, c => {
-                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(key)
-                    .fetch_one(&mut **c)
-                    .await
-            })
-            .map_err(|e| context("take the migration lock", db.error(e)))?;
+            let got: bool = conn
+                .host_scalar(db, "SELECT pg_try_advisory_lock($1)", &[Value::Int(key)])
+                .await
+                .map_err(|e| context("take the migration lock", e))?;
             if got {
                 if started.elapsed() >= POLL {
                     tracing::info!(database = %db.name(), waited_ms = started.elapsed().as_millis() as u64, "took the migration lock after waiting for another migrator");
@@ -124,7 +134,7 @@ impl MigrationConn {
                 return Ok(key);
             }
             if started.elapsed() >= timeout {
-                let holder = lock_holder(conn, key).await;
+                let holder = lock_holder(conn, db, key).await;
                 return Err(MigrateError::LockTimeout {
                     database: db.name().to_owned(),
                     waited: started.elapsed(),
@@ -151,17 +161,14 @@ impl MigrationConn {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let mut clean = match conn {
-            Conn::Postgres(_) => !self.dirty && !self.broken,
-            Conn::Sqlite(_) => !self.broken,
+        let mut clean = match db.backend() {
+            Backend::Sqlite => !self.broken,
+            _ => !self.dirty && !self.broken,
         };
         if let Some(key) = self.pg_key.take() {
-            let unlocked: Result<bool, _> = with_conn!(&mut conn, c => {
-                sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
-                    .bind(key)
-                    .fetch_one(&mut **c)
-                    .await
-            });
+            let unlocked: Result<bool, _> = conn
+                .host_scalar(db, "SELECT pg_advisory_unlock($1)", &[Value::Int(key)])
+                .await;
             match unlocked {
                 Ok(true) => {}
                 Ok(false) => {
@@ -169,7 +176,7 @@ impl MigrationConn {
                     clean = false;
                 }
                 Err(e) => {
-                    tracing::warn!(database = %db.name(), error = %db.error(e), "could not release the migration lock; closing the connection, which releases it");
+                    tracing::warn!(database = %db.name(), error = %e, "could not release the migration lock; closing the connection, which releases it");
                     clean = false;
                 }
             }
@@ -177,7 +184,7 @@ impl MigrationConn {
         if !clean || self.private.is_some() {
             conn.discard().await;
         }
-        if let Some(Pool::Postgres(private)) = self.private.take() {
+        if let Some(private) = self.private.take() {
             private.close().await;
         }
     }
@@ -185,14 +192,11 @@ impl MigrationConn {
 
 impl Drop for MigrationConn {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        if let Some(mut conn) = self.conn.take() {
             // Not released: the lock may be held or a transaction open. Never pool it (for an
             // in-memory SQLite database this loses the database, but only on a panic or a
             // cancelled migration, where a half-known state is worse).
-            match conn {
-                Conn::Postgres(mut c) => c.close_on_drop(),
-                Conn::Sqlite(mut c) => c.close_on_drop(),
-            }
+            conn.close_on_drop();
         }
     }
 }
@@ -206,7 +210,7 @@ pub fn lock_key(database: &str, schema: &str, table: &str) -> i64 {
 }
 
 /// Who holds advisory lock `key` in this database, as well as the server will say.
-async fn lock_holder(conn: &mut Conn, key: i64) -> Option<String> {
+async fn lock_holder(conn: &mut Conn, db: &Database, key: i64) -> Option<String> {
     // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits, objsubid 1.
     let high = (key >> 32) & 0xFFFF_FFFF;
     let low = key & 0xFFFF_FFFF;
@@ -217,10 +221,15 @@ async fn lock_holder(conn: &mut Conn, key: i64) -> Option<String> {
                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
                AND l.classid::bigint = $1 AND l.objid::bigint = $2 \
                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
-    let rows: Vec<(i32, String, String, String, String)> = with_conn!(conn, c => {
-        sqlx::query_as(sql).bind(high).bind(low).fetch_all(&mut **c).await
-    })
-    .ok()?;
+    let rows = conn
+        .host_query(db, sql, &[Value::Int(high), Value::Int(low)])
+        .await
+        .ok()?;
+    let rows: Vec<(i32, String, String, String, String)> = rows
+        .iter()
+        .map(|r| Ok((r.at(0)?, r.at(1)?, r.at(2)?, r.at(3)?, r.at(4)?)))
+        .collect::<Result<_, String>>()
+        .ok()?;
     let holders: Vec<String> = rows
         .into_iter()
         .map(|(pid, app, user, addr, since)| {
