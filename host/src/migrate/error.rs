@@ -164,7 +164,7 @@ pub enum MigrateError {
         "database {database}: gave up after {} waiting for the migration lock, held by {}; \
          another `flowhost migrate` or flow start is migrating this database. Let it finish and \
          retry, or raise the lock timeout; if that session is stuck, end it on the server \
-         (pg_terminate_backend(pid))",
+         (PostgreSQL: pg_terminate_backend(pid); SQL Server: KILL session)",
         human_duration(*waited), holder.as_deref().unwrap_or("another session (it could not be identified)")
     )]
     LockTimeout {

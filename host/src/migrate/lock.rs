@@ -1,9 +1,10 @@
 //! The connection migrations run on, and the lock that keeps two migrators apart.
 //!
-//! PostgreSQL: a session advisory lock keyed on (server database, schema, history table), taken
-//! by polling `pg_try_advisory_lock` (a waiter holds no lock queue entry and no snapshot),
-//! bounded by a timeout that names the holder. SQLite needs no lock here: each migration runs
-//! under `BEGIN IMMEDIATE` and re-reads the history inside it (see `apply`).
+//! The lock is a [`MigrationLock`], one per backend: PostgreSQL's session advisory lock keyed on
+//! (server database, schema, history table), taken by polling `pg_try_advisory_lock` (a waiter
+//! holds no lock queue entry and no snapshot) and bounded by a timeout that names the holder;
+//! SQL Server's session-owned `sp_getapplock` ([`AppLock`]); and SQLite's own write lock (each
+//! migration runs under `BEGIN IMMEDIATE` and re-reads the history inside it, see `apply`).
 //!
 //! On PostgreSQL the connection is a dedicated one, outside the shared pool (see
 //! [`Database::dedicated`]), named `flowhost-migrate` in `pg_stat_activity`; it is closed when
@@ -19,7 +20,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::error::MigrateError;
+use futures_util::future::BoxFuture;
+
 use super::history::HistoryTable;
+use super::sqlserver::AppLock;
 use crate::bindings::types::Value;
 use crate::db::{Backend, Conn, Database, DbError, Pool};
 
@@ -35,8 +39,8 @@ pub struct MigrationConn {
     conn: Option<Conn>,
     /// The private pool of a dedicated connection (PostgreSQL), closed at release.
     private: Option<Pool>,
-    /// The advisory lock key held on this connection (PostgreSQL).
-    pg_key: Option<i64>,
+    /// The backend's migration lock, held on this connection from acquire to release.
+    lock: Box<dyn MigrationLock>,
     /// Migration SQL ran on this connection: its session state is unknown.
     dirty: bool,
     /// A rollback failed: a transaction may still be open.
@@ -44,7 +48,7 @@ pub struct MigrationConn {
 }
 
 impl MigrationConn {
-    /// Takes a connection and, on PostgreSQL, the migration lock, waiting at most `timeout`.
+    /// Takes a connection and the backend's migration lock, waiting at most `timeout`.
     pub async fn acquire(
         db: &Database,
         table: &HistoryTable,
@@ -54,14 +58,12 @@ impl MigrationConn {
         let mut this = MigrationConn {
             conn: Some(conn),
             private,
-            pg_key: None,
+            lock: lock_for(db.backend()),
             dirty: false,
             broken: false,
         };
-        if db.backend() == Backend::Postgres {
-            let key = this.pg_lock(db, table, timeout).await?;
-            this.pg_key = Some(key);
-        }
+        let conn = this.conn.as_mut().expect("just set");
+        this.lock.take(conn, db, table, timeout).await?;
         Ok(this)
     }
 
@@ -91,14 +93,144 @@ impl MigrationConn {
         }
     }
 
-    /// Polls for the advisory lock; returns its key.
-    async fn pg_lock(
+    /// Unlocks and hands the connection back: to the pool when its session can be trusted,
+    /// otherwise closed.
+    ///
+    /// A PostgreSQL session that ran migration scripts is closed (a script may have changed
+    /// `search_path`, the role or other settings). A SQLite connection goes back unless a
+    /// rollback failed: closing the only connection of an in-memory database would drop the
+    /// database, and SQLite scripts run inside a transaction, where the settings that matter
+    /// (`PRAGMA foreign_keys`) cannot change.
+    pub async fn release(mut self, db: &Database) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let mut clean = match db.backend() {
+            Backend::Sqlite => !self.broken,
+            _ => !self.dirty && !self.broken,
+        };
+        if !self.lock.release(&mut conn, db).await {
+            clean = false;
+        }
+        if !clean || self.private.is_some() {
+            conn.discard().await;
+        }
+        if let Some(private) = self.private.take() {
+            private.close().await;
+        }
+    }
+}
+
+impl Drop for MigrationConn {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            // Not released: the lock may be held or a transaction open. Never pool it (for an
+            // in-memory SQLite database this loses the database, but only on a panic or a
+            // cancelled migration, where a half-known state is worse).
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// A lock that keeps two migrators of one history table apart. Taken on the migration
+/// connection before the history is read, held until [`MigrationConn::release`]; a session lock,
+/// so closing the connection releases it too.
+pub trait MigrationLock: std::fmt::Debug + Send + Sync {
+    /// Takes the lock, waiting at most `timeout`; the error names who holds it when it can.
+    fn take<'a>(
+        &'a mut self,
+        conn: &'a mut Conn,
+        db: &'a Database,
+        table: &'a HistoryTable,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), MigrateError>>;
+
+    /// Releases the lock if it is held. `false`: it had been released already, or releasing
+    /// failed; the connection is then closed rather than pooled (which releases it).
+    fn release<'a>(&'a mut self, conn: &'a mut Conn, db: &'a Database) -> BoxFuture<'a, bool>;
+}
+
+/// The lock for `backend`.
+fn lock_for(backend: Backend) -> Box<dyn MigrationLock> {
+    match backend {
+        Backend::Postgres => Box::new(AdvisoryLock::default()),
+        Backend::SqlServer => Box::new(AppLock::default()),
+        Backend::Sqlite => Box::new(WriteLock),
+    }
+}
+
+/// SQLite: no lock of its own. Each migration runs under `BEGIN IMMEDIATE`, SQLite's write
+/// lock, and re-reads the history inside it (see `apply`), so a second migrator waits for the
+/// first's transaction and then sees its work.
+#[derive(Debug)]
+struct WriteLock;
+
+impl MigrationLock for WriteLock {
+    fn take<'a>(
+        &'a mut self,
+        _: &'a mut Conn,
+        _: &'a Database,
+        _: &'a HistoryTable,
+        _: Duration,
+    ) -> BoxFuture<'a, Result<(), MigrateError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release<'a>(&'a mut self, _: &'a mut Conn, _: &'a Database) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
+    }
+}
+
+/// PostgreSQL: a session advisory lock keyed on (server database, schema, history table),
+/// polled with `pg_try_advisory_lock` so a waiter holds no lock queue entry and no snapshot.
+#[derive(Debug, Default)]
+struct AdvisoryLock {
+    /// The key held, once taken.
+    key: Option<i64>,
+}
+
+impl MigrationLock for AdvisoryLock {
+    fn take<'a>(
+        &'a mut self,
+        conn: &'a mut Conn,
+        db: &'a Database,
+        table: &'a HistoryTable,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), MigrateError>> {
+        Box::pin(self.take_now(conn, db, table, timeout))
+    }
+
+    fn release<'a>(&'a mut self, conn: &'a mut Conn, db: &'a Database) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(key) = self.key.take() else {
+                return true;
+            };
+            let unlocked: Result<bool, _> = conn
+                .host_scalar(db, "SELECT pg_advisory_unlock($1)", &[Value::Int(key)])
+                .await;
+            match unlocked {
+                Ok(true) => true,
+                Ok(false) => {
+                    tracing::warn!(database = %db.name(), "the migration lock was already released (did a migration call pg_advisory_unlock_all?)");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(database = %db.name(), error = %e, "could not release the migration lock; closing the connection, which releases it");
+                    false
+                }
+            }
+        })
+    }
+}
+
+impl AdvisoryLock {
+    async fn take_now(
         &mut self,
+        conn: &mut Conn,
         db: &Database,
         table: &HistoryTable,
         timeout: Duration,
-    ) -> Result<i64, MigrateError> {
-        let conn = self.conn();
+    ) -> Result<(), MigrateError> {
         let context = |action: &str, source| {
             MigrateError::database(format!("{action} for database {}", db.name()), source)
         };
@@ -131,7 +263,8 @@ impl MigrationConn {
                 if started.elapsed() >= POLL {
                     tracing::info!(database = %db.name(), waited_ms = started.elapsed().as_millis() as u64, "took the migration lock after waiting for another migrator");
                 }
-                return Ok(key);
+                self.key = Some(key);
+                return Ok(());
             }
             if started.elapsed() >= timeout {
                 let holder = lock_holder(conn, db, key).await;
@@ -146,57 +279,6 @@ impl MigrationConn {
             }
             let left = timeout.saturating_sub(started.elapsed());
             tokio::time::sleep(POLL.min(left).max(Duration::from_millis(1))).await;
-        }
-    }
-
-    /// Unlocks and hands the connection back: to the pool when its session can be trusted,
-    /// otherwise closed.
-    ///
-    /// A PostgreSQL session that ran migration scripts is closed (a script may have changed
-    /// `search_path`, the role or other settings). A SQLite connection goes back unless a
-    /// rollback failed: closing the only connection of an in-memory database would drop the
-    /// database, and SQLite scripts run inside a transaction, where the settings that matter
-    /// (`PRAGMA foreign_keys`) cannot change.
-    pub async fn release(mut self, db: &Database) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        let mut clean = match db.backend() {
-            Backend::Sqlite => !self.broken,
-            _ => !self.dirty && !self.broken,
-        };
-        if let Some(key) = self.pg_key.take() {
-            let unlocked: Result<bool, _> = conn
-                .host_scalar(db, "SELECT pg_advisory_unlock($1)", &[Value::Int(key)])
-                .await;
-            match unlocked {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(database = %db.name(), "the migration lock was already released (did a migration call pg_advisory_unlock_all?)");
-                    clean = false;
-                }
-                Err(e) => {
-                    tracing::warn!(database = %db.name(), error = %e, "could not release the migration lock; closing the connection, which releases it");
-                    clean = false;
-                }
-            }
-        }
-        if !clean || self.private.is_some() {
-            conn.discard().await;
-        }
-        if let Some(private) = self.private.take() {
-            private.close().await;
-        }
-    }
-}
-
-impl Drop for MigrationConn {
-    fn drop(&mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            // Not released: the lock may be held or a transaction open. Never pool it (for an
-            // in-memory SQLite database this loses the database, but only on a panic or a
-            // cancelled migration, where a half-known state is worse).
-            conn.close_on_drop();
         }
     }
 }
@@ -256,6 +338,20 @@ async fn lock_holder(conn: &mut Conn, db: &Database, key: i64) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_backend_gets_its_own_lock() {
+        for (backend, lock) in [
+            (Backend::Postgres, "AdvisoryLock"),
+            (Backend::SqlServer, "AppLock"),
+            (Backend::Sqlite, "WriteLock"),
+        ] {
+            assert!(
+                format!("{:?}", lock_for(backend)).starts_with(lock),
+                "{backend}"
+            );
+        }
+    }
 
     #[test]
     fn lock_keys_differ_by_database_schema_and_table() {

@@ -2,8 +2,8 @@
 //! (`sp_getapplock`) on a resource named after the history table, the counterpart of the
 //! PostgreSQL advisory lock in [`lock`](super::lock).
 //!
-//! Only the T-SQL and the meaning of the results live here; running them needs a SQL Server
-//! connection. A session-owned lock outlives transactions, so migrations can commit one by one
+//! The T-SQL, the meaning of its results, and [`AppLock`], which runs them through the
+//! connection's host SQL. A session-owned lock outlives transactions, so migrations can commit one by one
 //! under it, and it is released by [`release_applock_sql`] or when the session ends. It is
 //! reentrant: a session that takes it twice must release it twice.
 //!
@@ -12,9 +12,15 @@
 //! codes 0, 1, -1, -2, -3, -999; APPLICATION resources described as
 //! `<DbPrincipalId>:[<first 32 characters>]:(<hash>)`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
+
+use super::error::MigrateError;
+use super::history::HistoryTable;
+use super::lock::MigrationLock;
+use crate::db::{Conn, Database, DbError};
 
 /// Length of [`applock_resource`]'s names: `sys.dm_tran_locks` shows only the first 32
 /// characters of an application lock's resource, so a name this short can be found there.
@@ -155,6 +161,120 @@ pub fn applock_holder_sql(resource: &str) -> String {
          ORDER BY l.request_session_id;",
         nstring(&format!(":[{resource}]:"))
     )
+}
+
+/// SQL Server's migration lock: the session-owned applock on [`applock_resource`].
+#[derive(Debug, Default)]
+pub struct AppLock {
+    /// The resource held, once taken.
+    resource: Option<String>,
+}
+
+impl MigrationLock for AppLock {
+    fn take<'a>(
+        &'a mut self,
+        conn: &'a mut Conn,
+        db: &'a Database,
+        table: &'a HistoryTable,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), MigrateError>> {
+        Box::pin(async move {
+            let context = |action: &str, e| {
+                MigrateError::database(format!("{action} for database {}", db.name()), e)
+            };
+            let names = conn
+                .host_query(db, "SELECT DB_NAME(), SCHEMA_NAME()", &[])
+                .await
+                .map_err(|e| context("find the migration lock's name", e))?;
+            let (database, schema): (String, String) = names
+                .first()
+                .ok_or_else(|| "no row".to_owned())
+                .and_then(|r| Ok((r.at(0)?, r.at(1)?)))
+                .map_err(|e| {
+                    context(
+                        "find the migration lock's name",
+                        DbError::conversion(db.name(), e),
+                    )
+                })?;
+            let resource = applock_resource(&database, &schema, table.name());
+            let started = Instant::now();
+            let code: i32 = conn
+                .host_scalar(db, &get_applock_sql(&resource, timeout), &[])
+                .await
+                .map_err(|e| context("take the migration lock", e))?;
+            match interpret_applock_result(code) {
+                Ok(granted) => {
+                    if granted == AppLockGranted::AfterWaiting {
+                        tracing::info!(database = %db.name(), waited_ms = started.elapsed().as_millis() as u64, "took the migration lock after waiting for another migrator");
+                    }
+                    self.resource = Some(resource);
+                    Ok(())
+                }
+                Err(AppLockRefused::Timeout) => Err(MigrateError::LockTimeout {
+                    database: db.name().to_owned(),
+                    waited: started.elapsed(),
+                    holder: applock_holder(conn, db, &resource).await,
+                }),
+                Err(refused) => Err(context(
+                    "take the migration lock",
+                    DbError::invalid(db.name(), refused.to_string()),
+                )),
+            }
+        })
+    }
+
+    fn release<'a>(&'a mut self, conn: &'a mut Conn, db: &'a Database) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(resource) = self.resource.take() else {
+                return true;
+            };
+            match conn
+                .host_scalar::<i32>(db, &release_applock_sql(&resource), &[])
+                .await
+            {
+                Ok(0) => true,
+                Ok(code) => {
+                    tracing::warn!(database = %db.name(), code, "sp_releaseapplock did not release the migration lock; closing the connection, which releases it");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(database = %db.name(), error = %e, "could not release the migration lock; closing the connection, which releases it");
+                    false
+                }
+            }
+        })
+    }
+}
+
+/// Who holds the applock, as well as the server will say (VIEW SERVER STATE is needed to see
+/// other sessions; without it the holder is unknown).
+async fn applock_holder(conn: &mut Conn, db: &Database, resource: &str) -> Option<String> {
+    let rows = conn
+        .host_query(db, &applock_holder_sql(resource), &[])
+        .await
+        .ok()?;
+    let holders: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let id: i64 = r.get("session_id").ok()?;
+            let field = |name: &str| r.get::<String>(name).ok().filter(|v| !v.is_empty());
+            let mut who = format!("session {id}");
+            let details: Vec<String> = [
+                field("program_name").map(|p| format!("program '{p}'")),
+                field("login_name").map(|l| format!("login {l}")),
+                field("host_name").map(|h| format!("from {h}")),
+                field("login_time").map(|t| format!("logged in {t}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !details.is_empty() {
+                who.push_str(&format!(" ({})", details.join(", ")));
+            }
+            Some(who)
+        })
+        .collect();
+    (!holders.is_empty()).then(|| holders.join(", "))
 }
 
 /// `s` as a T-SQL Unicode string literal.
