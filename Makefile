@@ -56,7 +56,7 @@ lint:
 # Fuzz every parser for FUZZ_SECONDS each (cargo-fuzz on stable through RUSTC_BOOTSTRAP=1; see
 # fuzz/README.md). Not part of `test` or CI: the first build alone takes 10+ minutes.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := rewrite classify split manifest dotenv connection_string migration_name
+FUZZ_TARGETS := rewrite classify split tsql_differential manifest dotenv connection_string migration_name
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked"; exit 1; }
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

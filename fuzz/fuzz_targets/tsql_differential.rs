@@ -3,7 +3,7 @@
 //! but a plain read (the generated cases of `sql/tsql_differential_tests.rs`, unbounded).
 #![no_main]
 
-use flowhost::sql::{Dialect, StatementKind, classify};
+use flowhost::sql::{Backend, StatementKind, classify};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../host/src/sql/tsql_reference.rs"]
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let sql = String::from_utf8_lossy(data);
-    let ours_read = classify(&sql, Dialect::SqlServer).is_ok_and(|c| c.kind == StatementKind::Read);
+    let ours_read = classify(&sql, Backend::SqlServer).is_ok_and(|c| c.kind == StatementKind::Read);
     if !ours_read {
         return;
     }

@@ -356,9 +356,10 @@ impl<'a> Stmt<'a> {
             // A top-level SELECT continues a query only after a set operator: T-SQL needs no
             // `;`, so `SELECT 1 SELECT 2` is two statements (and two result sets).
             if leads_with_select && w.eq_ignore_ascii_case("SELECT") {
-                if std::mem::take(&mut main_select_owed)
-                    || self.is(i - 1, &["UNION", "ALL", "EXCEPT", "INTERSECT"])
-                {
+                const SET_OPS: &[&str] = &["UNION", "EXCEPT", "INTERSECT"];
+                let after_set_op = self.is(i - 1, SET_OPS)
+                    || (i >= 2 && self.is(i - 1, &["ALL"]) && self.is(i - 2, SET_OPS));
+                if std::mem::take(&mut main_select_owed) || after_set_op {
                     continue;
                 }
                 return Err(SqlError::MultipleStatements);
@@ -607,6 +608,8 @@ mod tests {
             ("SELECT 1 SELECT 2", SqlServer), ("SELECT a FROM t WHERE b = 1 SELECT 2", SqlServer),
             ("WITH c AS (SELECT 1 AS a) SELECT a FROM c SELECT 2", SqlServer),
             ("SELECT 1 WITH c AS (SELECT 2 AS a) SELECT a FROM c", SqlServer),
+            // `ALL` continues a query only after a set operator (found by fuzzing).
+            ("SELECT ION ALL SELECT 2", SqlServer),
         ] {
             assert_eq!(classify(sql, d), Err(SqlError::MultipleStatements), "{sql}");
         }
