@@ -609,7 +609,7 @@ mod tests {
             ("WITH c AS (SELECT 1 AS a) SELECT a FROM c SELECT 2", SqlServer),
             ("SELECT 1 WITH c AS (SELECT 2 AS a) SELECT a FROM c", SqlServer),
             // `ALL` continues a query only after a set operator (found by fuzzing).
-            ("SELECT ION ALL SELECT 2", SqlServer),
+            ("SELECT ION ALL SELECT 2", SqlServer), ("SELECT  4SELECT 2", SqlServer),
         ] {
             assert_eq!(classify(sql, d), Err(SqlError::MultipleStatements), "{sql}");
         }

@@ -344,6 +344,9 @@ impl Lexer<'_> {
     }
 
     fn number(&mut self, start: usize) -> TokenKind {
+        if self.dialect == Backend::SqlServer {
+            return self.tsql_number(start);
+        }
         let bytes = self.src.as_bytes();
         let radix_prefixed = bytes[start] == b'0'
             && matches!(
@@ -361,6 +364,30 @@ impl Lexer<'_> {
                 i += 1;
             } else {
                 break;
+            }
+        }
+        self.pos = i;
+        TokenKind::Number
+    }
+
+    /// A T-SQL number ends where its literal does: SQL Server reads `1a` as `1 AS a` and
+    /// `4SELECT 2` as two statements, so letters after the digits start a new token. Forms:
+    /// `12`, `1.5`, `.5`, `1e-3`, `0x1F` (binary).
+    fn tsql_number(&mut self, start: usize) -> TokenKind {
+        let bytes = self.src.as_bytes();
+        let digits = |i: usize| skip_while(bytes, i, |b| b.is_ascii_digit());
+        if bytes[start] == b'0' && matches!(bytes.get(start + 1), Some(b'x' | b'X')) {
+            self.pos = skip_while(bytes, start + 2, |b| b.is_ascii_hexdigit());
+            return TokenKind::Number;
+        }
+        let mut i = digits(start);
+        if bytes.get(i) == Some(&b'.') {
+            i = digits(i + 1);
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            let sign = usize::from(matches!(bytes.get(i + 1), Some(b'+' | b'-')));
+            if bytes.get(i + 1 + sign).is_some_and(|b| b.is_ascii_digit()) {
+                i = digits(i + 1 + sign);
             }
         }
         self.pos = i;
@@ -528,6 +555,12 @@ mod tests {
             "Number:1.5e-3 Number:.5 Number:0x1F Number:1_000"
         );
         assert_eq!(pg("0xe-1"), "Number:0xe Punct:- Number:1");
+        // T-SQL: a literal ends where its digits do (found by fuzzing: `4SELECT 2`).
+        assert_eq!(
+            show("1.5e-3 .5 0x1F 4SELECT 1a 2e 3.x", SqlServer),
+            "Number:1.5e-3 Number:.5 Number:0x1F Number:4 Word:SELECT Number:1 Word:a \
+             Number:2 Word:e Number:3. Word:x"
+        );
         assert_eq!(
             pg("t.c;()"),
             "Word:t Dot:. Word:c Semicolon:; LParen:( RParen:)"
