@@ -344,6 +344,8 @@ impl<'a> Stmt<'a> {
         let leads_with_select = self.is(first, &["SELECT", "WITH"]);
         // After `WITH name AS (...)` the first top-level SELECT is the statement's own query.
         let mut main_select_owed = self.is(first, &["WITH"]);
+        // Open top-level `CASE`s: an `END` closing none ends a block, not an expression.
+        let mut open_cases = usize::from(self.is(first, &["CASE"]));
         for i in first + 1..self.toks.len() {
             match self.toks[i].kind {
                 TokenKind::LParen => depth += 1,
@@ -353,6 +355,17 @@ impl<'a> Stmt<'a> {
             let Some(w) = self.keyword_at(i).filter(|_| depth == 0) else {
                 continue;
             };
+            if w.eq_ignore_ascii_case("CASE") {
+                open_cases += 1;
+                continue;
+            }
+            if w.eq_ignore_ascii_case("END") {
+                if open_cases == 0 {
+                    return Err(SqlError::MultipleStatements);
+                }
+                open_cases -= 1;
+                continue;
+            }
             // A top-level SELECT continues a query only after a set operator: T-SQL needs no
             // `;`, so `SELECT 1 SELECT 2` is two statements (and two result sets).
             if leads_with_select && w.eq_ignore_ascii_case("SELECT") {
@@ -471,6 +484,8 @@ mod tests {
             "SELECT 1 UNION ALL SELECT 2 EXCEPT SELECT 3 INTERSECT SELECT 4",
             "WITH c AS (SELECT 1 AS a), d AS (SELECT 2 AS a) SELECT a FROM c UNION SELECT a FROM d",
             "SELECT a FROM t WHERE b IN (SELECT b FROM u)",
+            "SELECT CASE WHEN a = 1 THEN CASE b WHEN 2 THEN 3 END ELSE 4 END AS c FROM t",
+            "SELECT (CASE WHEN a = 1 THEN 2 END) FROM t ORDER BY CASE a WHEN 1 THEN 0 END",
         ]);
     }
 
@@ -610,6 +625,7 @@ mod tests {
             ("SELECT 1 WITH c AS (SELECT 2 AS a) SELECT a FROM c", SqlServer),
             // `ALL` continues a query only after a set operator (found by fuzzing).
             ("SELECT ION ALL SELECT 2", SqlServer), ("SELECT  4SELECT 2", SqlServer),
+            ("SELECT T END", SqlServer), ("SELECT CASE WHEN a = 1 THEN 2 END END", SqlServer),
         ] {
             assert_eq!(classify(sql, d), Err(SqlError::MultipleStatements), "{sql}");
         }
