@@ -41,6 +41,21 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// A query whose one text column names the server's version, for health output.
+    pub fn server_version_sql(self) -> &'static str {
+        match self {
+            Backend::Postgres => "SELECT 'PostgreSQL ' || current_setting('server_version')",
+            Backend::Sqlite => "SELECT 'SQLite ' || sqlite_version()",
+            // @@VERSION's first line: product, version and build (Babelfish names itself).
+            Backend::SqlServer => {
+                "SELECT CAST(LEFT(@@VERSION, CHARINDEX(CHAR(10), @@VERSION + CHAR(10)) - 1) \
+                 AS NVARCHAR(400))"
+            }
+        }
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -52,6 +52,8 @@ pub struct DatabaseHealth {
     /// `SELECT 1` answered.
     pub query_ok: bool,
     pub response_time_ms: Option<f64>,
+    /// What the server says it is (`PostgreSQL 15.8`, `Microsoft SQL Server 2022 ...`).
+    pub server_version: Option<String>,
     pub migrations: Option<MigrationHealth>,
     pub pool: Option<PoolStatus>,
     /// Why the database is not healthy; never holds a secret.
@@ -105,6 +107,7 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
         connected: false,
         query_ok: false,
         response_time_ms: None,
+        server_version: None,
         migrations: None,
         pool: None,
         error: None,
@@ -135,6 +138,15 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
                     }
                 }
                 Err(e) => health.error = Some(e.to_string()),
+            }
+            if health.query_ok {
+                let sql = db.backend().server_version_sql();
+                match conn.host_scalar::<String>(&db, sql, &[]).await {
+                    Ok(v) => health.server_version = Some(v.trim().to_owned()),
+                    Err(e) => health
+                        .warnings
+                        .push(format!("server version unavailable: {e}")),
+                }
             }
         }
         Err(e) => health.error = Some(describe_unreachable(&e)),
@@ -229,6 +241,9 @@ pub fn render(report: &HealthReport) -> String {
     for d in &report.databases {
         if let Some(target) = &d.target {
             out.push_str(&format!("\n{}: {}", d.name, target));
+            if let Some(version) = &d.server_version {
+                out.push_str(&format!(" ({version})"));
+            }
         }
         if let Some(e) = &d.error {
             out.push_str(&format!("\n  error: {e}"));

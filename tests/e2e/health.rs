@@ -47,8 +47,14 @@ fn healthy_and_unreachable_databases_are_reported_without_secrets() {
     assert_eq!(warehouse["query_ok"], true);
     assert!(warehouse["response_time_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(warehouse["backend"], "postgresql");
+    let version = warehouse["server_version"].as_str().unwrap_or_default();
+    assert!(
+        version.starts_with("PostgreSQL 1"),
+        "the server's own version: {warehouse}"
+    );
     assert!(warehouse["pool"]["max"].as_u64().unwrap() >= 1);
     let archive = by_name("archive");
+    assert!(archive["server_version"].is_null(), "{archive}");
     assert_eq!(archive["status"], "unhealthy", "{archive}");
     assert_eq!(archive["connected"], false);
     assert!(!archive["error"].as_str().unwrap().is_empty());

@@ -112,6 +112,69 @@ impl DbError {
         }
     }
 
+    /// Converts a tiberius (SQL Server) error. A server error keeps its number as the code and
+    /// its state, severity, procedure and line as the detail; severity 20 and up ends the
+    /// connection, so it is a connection error.
+    pub fn from_tds(
+        err: tiberius::error::Error,
+        database: &str,
+        target: &str,
+        redactor: &Redactor,
+    ) -> Self {
+        use tiberius::error::Error as Tds;
+        let scrub = |s: &str| redactor.scrub(s).into_owned();
+        match err {
+            Tds::Server(e) if e.class() < 20 => {
+                let mut detail = format!("state {}, severity {}", e.state(), e.class());
+                if !e.procedure().is_empty() {
+                    detail.push_str(&format!(", procedure {}", e.procedure()));
+                }
+                detail.push_str(&format!(", line {}", e.line()));
+                DbError::Query {
+                    database: database.to_owned(),
+                    code: Some(e.code().to_string()),
+                    message: scrub(e.message()),
+                    constraint: None,
+                    detail: Some(detail),
+                }
+            }
+            Tds::Server(e) => DbError::Connection {
+                database: database.to_owned(),
+                target: target.to_owned(),
+                message: format!(
+                    "the server ended the session (error {}, severity {}): {}",
+                    e.code(),
+                    e.class(),
+                    scrub(e.message())
+                ),
+            },
+            Tds::Conversion(m) | Tds::Encoding(m) | Tds::BulkInput(m) => {
+                DbError::conversion(database, scrub(&m))
+            }
+            Tds::Utf8 | Tds::Utf16 | Tds::ParseInt(_) => {
+                DbError::conversion(database, scrub(&err.to_string()))
+            }
+            other => DbError::Connection {
+                database: database.to_owned(),
+                target: target.to_owned(),
+                message: scrub(&other.to_string()),
+            },
+        }
+    }
+
+    /// Whether trying the same work again may succeed: a lost connection, a timeout, or a
+    /// server that chose this work as a deadlock victim or ran out of lock wait (PostgreSQL
+    /// 40001/40P01/55P03, SQL Server 1205/1222).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Connection { .. } | DbError::Timeout { .. } => true,
+            DbError::Query { code: Some(c), .. } => {
+                matches!(c.as_str(), "40001" | "40P01" | "55P03" | "1205" | "1222")
+            }
+            _ => false,
+        }
+    }
+
     /// The WIT form handed to the guest.
     pub fn to_wit(&self) -> wit::DbError {
         match self {

@@ -4,6 +4,7 @@
 //! Backend modules ([`postgres`], [`sqlite`]) only do what differs: connecting, encoding
 //! parameters, decoding values, and their transaction dialect.
 
+mod driver;
 mod error;
 mod host_sql;
 pub mod numeric;
@@ -12,6 +13,11 @@ mod postgres_session;
 mod session;
 pub mod sqlite;
 mod sqlite_session;
+pub mod sqlserver;
+mod sqlserver_config;
+mod sqlserver_session;
+pub mod sqlserver_types;
+mod sqlx_common;
 mod statement;
 pub mod temporal;
 
@@ -22,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+pub use driver::{DriverConn, DriverPool};
 pub use error::{DbError, Redactor};
 pub use host_sql::{FromValue, HostRow, text_value, timestamp_value};
 pub use session::{CursorStream, Route, Session, SessionLimits, SharedSession};
@@ -33,29 +40,30 @@ use crate::manifest::Access;
 
 pub use crate::Backend;
 
-/// A driver pool. Cloning is cheap (the pools are reference counted).
+/// A backend's pool. Cloning is cheap (the pools are reference counted).
 #[derive(Debug, Clone)]
-pub enum Pool {
-    Postgres(sqlx::PgPool),
-    Sqlite(sqlx::SqlitePool),
-}
+pub struct Pool(Arc<dyn DriverPool>);
 
 impl Pool {
+    fn new(driver: impl DriverPool + 'static) -> Pool {
+        Pool(Arc::new(driver))
+    }
+
     /// Closes every connection and refuses new ones.
     pub async fn close(&self) {
-        match self {
-            Pool::Postgres(p) => p.close().await,
-            Pool::Sqlite(p) => p.close().await,
-        }
+        self.0.close().await
     }
 }
 
 /// A connection taken from a [`Pool`]; dropping it returns it to the pool as it is, so callers
 /// that changed its state use [`Session`] (which cleans up) instead.
 #[derive(Debug)]
-pub enum Conn {
-    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+pub struct Conn(Box<dyn DriverConn>);
+
+impl Conn {
+    fn new(driver: impl DriverConn + 'static) -> Conn {
+        Conn(Box::new(driver))
+    }
 }
 
 /// One named database: its pool and what the host may say about it.
@@ -89,6 +97,20 @@ pub enum ServerSession {
     Postgres(PgSession),
     /// SQLite's statements run on sqlx's worker thread; this stops them there.
     Sqlite(Arc<sqlite_session::Watchdog>),
+    /// SQL Server enforces no statement timeout of its own; the connection waits no longer
+    /// than this session's watchdog says.
+    SqlServer(sqlserver_session::MsSession),
+}
+
+impl ServerSession {
+    /// The per-statement deadline the session arms, for backends the host times itself.
+    fn watchdog(&self) -> Option<&sqlite_session::Watchdog> {
+        match self {
+            ServerSession::Postgres(_) => None,
+            ServerSession::Sqlite(watchdog) => Some(watchdog),
+            ServerSession::SqlServer(ms) => Some(&ms.watchdog),
+        }
+    }
 }
 
 /// A guest session's backend on PostgreSQL.
@@ -141,19 +163,16 @@ impl Database {
         let (backend, pool) = match &cfg.target {
             DatabaseTarget::Postgres { .. } => (
                 Backend::Postgres,
-                Pool::Postgres(postgres::pool(&cfg.name, &cfg.target, &cfg.pool)?),
+                Pool::new(postgres::pool(&cfg.name, &cfg.target, &cfg.pool)?),
             ),
             DatabaseTarget::Sqlite { .. } => (
                 Backend::Sqlite,
-                Pool::Sqlite(sqlite::pool(&cfg.name, &cfg.target, &cfg.pool)?),
+                Pool::new(sqlite::pool(&cfg.name, &cfg.target, &cfg.pool)?),
             ),
-            DatabaseTarget::SqlServer { .. } => {
-                return Err(DbError::Connection {
-                    database: cfg.name.clone(),
-                    target,
-                    message: "SQL Server is not supported by this build of flowhost yet".into(),
-                });
-            }
+            DatabaseTarget::SqlServer { .. } => (
+                Backend::SqlServer,
+                Pool::new(sqlserver::pool(&cfg.name, &cfg.target, &cfg.pool)?),
+            ),
         };
         Ok(Database {
             name: cfg.name.clone(),
@@ -223,18 +242,11 @@ impl Database {
         Ok(stmt)
     }
 
-    /// Ends backend `pid` on the server from another connection: its running statement stops,
-    /// its transaction rolls back and its locks go. Used when a session's connection is in an
-    /// unknown state (a deadline passed mid-statement, a cursor was dropped mid-result), where
-    /// closing the socket alone would leave the statement running on the server. Best effort:
-    /// failures are logged.
-    pub async fn terminate_backend(&self, pid: i32) {
-        if let Pool::Postgres(pool) = &self.pool
-            && let Err(e) =
-                postgres_session::terminate_backend(pool, pid, self.connect_timeout).await
-        {
-            tracing::warn!(database = %self.name, pid, error = %self.error(e), "could not end a stuck backend on the server");
-        }
+    /// Stops a guest session whose connection is in an unknown state from outside (its
+    /// statement stops, its transaction rolls back, its locks go), where closing the socket
+    /// alone would leave the statement running on the server. Best effort.
+    pub async fn end_session(&self, session: &ServerSession) {
+        self.pool.0.end_session(self, session).await
     }
 
     pub fn name(&self) -> &str {
@@ -253,9 +265,19 @@ impl Database {
         &self.pool
     }
 
-    /// Converts a driver error from this database into a [`DbError`] with secrets scrubbed.
-    pub fn error(&self, err: sqlx::Error) -> DbError {
-        DbError::from_sqlx(err, &self.name, &self.target, &self.redactor)
+    /// How long connecting may take (CONNECT_TIMEOUT).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// What the database said about the functions read-only statements call (PostgreSQL).
+    fn function_verdicts(&self) -> &postgres_session::FunctionVerdicts {
+        &self.functions
+    }
+
+    /// The scrubber for text that came from this database's driver.
+    pub(crate) fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// Takes a connection from the pool, waiting at most the configured acquire timeout.
@@ -263,12 +285,7 @@ impl Database {
     /// While the pool holds no connection at all, taking one means connecting, so the connect
     /// timeout applies too: a server that is down fails fast instead of after POOL_TIMEOUT.
     pub async fn acquire(&self) -> Result<Conn, DbError> {
-        let acquire = async {
-            Ok::<_, DbError>(match &self.pool {
-                Pool::Postgres(p) => Conn::Postgres(p.acquire().await.map_err(|e| self.error(e))?),
-                Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await.map_err(|e| self.error(e))?),
-            })
-        };
+        let acquire = self.pool.0.acquire(self);
         if self.pool_status().size > 0 {
             return acquire.await;
         }
@@ -286,29 +303,13 @@ impl Database {
             })
     }
 
-    /// Connects (or reuses an idle connection) and runs `SELECT 1`; returns how long it took.
-    /// A connection outside the shared pool, with its own private pool of one that the caller
-    /// closes when done. For PostgreSQL's migration lock: a session lock on a pooled connection
-    /// could outlive its user or, behind a transaction-mode pooler, land on the wrong server
-    /// session; a dedicated connection is used by one owner and its closing releases the lock.
-    /// Its `application_name` names it in `pg_stat_activity`. SQLite shares the pool (an
-    /// in-memory database exists only on the pool's connection).
+    /// A connection outside the shared pool, and the private pool to close when done with it
+    /// (see [`DriverPool::dedicated`]). `application_name` names it on the server.
     pub async fn dedicated(&self, application_name: &str) -> Result<(Conn, Option<Pool>), DbError> {
-        let Pool::Postgres(shared) = &self.pool else {
-            return Ok((self.acquire().await?, None));
-        };
-        let options = (*shared.connect_options())
-            .clone()
-            .application_name(application_name);
-        let private = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .acquire_timeout(self.connect_timeout)
-            .connect_lazy_with(options);
-        let conn = private.acquire().await.map_err(|e| self.error(e))?;
-        Ok((Conn::Postgres(conn), Some(Pool::Postgres(private))))
+        self.pool.0.dedicated(self, application_name).await
     }
 
+    /// Connects (or reuses an idle connection) and runs `SELECT 1`; returns how long it took.
     pub async fn ping(&self) -> Result<Duration, DbError> {
         let started = Instant::now();
         let mut conn = self.acquire().await?;
@@ -317,10 +318,7 @@ impl Database {
     }
 
     pub fn pool_status(&self) -> PoolStatus {
-        let (size, idle) = match &self.pool {
-            Pool::Postgres(p) => (p.size(), p.num_idle() as u32),
-            Pool::Sqlite(p) => (p.size(), p.num_idle() as u32),
-        };
+        let (size, idle) = self.pool.0.occupancy();
         PoolStatus {
             size,
             idle,
@@ -330,24 +328,15 @@ impl Database {
     }
 
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Postgres(p) => p.close().await,
-            Pool::Sqlite(p) => p.close().await,
-        }
+        self.pool.close().await
     }
 }
 
 impl Conn {
     /// Runs SQL that takes no parameters and returns nothing (transaction control, cleanup,
-    /// migration statements). Uses the simple protocol, so it may hold several statements.
+    /// migration statements). It may hold several statements.
     pub async fn run_raw(&mut self, db: &Database, sql: &str) -> Result<(), DbError> {
-        use sqlx::Executor;
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        let result = match self {
-            Conn::Postgres(c) => c.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
-            Conn::Sqlite(c) => c.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
-        };
-        result.map_err(|e| db.error(e))
+        self.0.run_raw(db, sql).await
     }
 
     /// Starts one statement; its rows arrive through the returned stream, decoded.
@@ -357,10 +346,7 @@ impl Conn {
         stmt: &Statement,
         values: &[&Value],
     ) -> Result<(Vec<Column>, RowStream<'c>), DbError> {
-        match self {
-            Conn::Postgres(c) => postgres::open_stream(c, db, stmt, values).await,
-            Conn::Sqlite(c) => sqlite::open_stream(c, db, stmt, values).await,
-        }
+        self.0.open_stream(db, stmt, values).await
     }
 
     /// Runs one statement and returns all rows, failing past the limits' rows or bytes.
@@ -406,31 +392,18 @@ impl Conn {
         stmt: &Statement,
         values: &[&Value],
     ) -> Result<u64, DbError> {
-        match self {
-            Conn::Postgres(c) => postgres::execute(c, db, stmt, values).await,
-            Conn::Sqlite(c) => sqlite::execute(c, db, stmt, values).await,
-        }
+        self.0.execute(db, stmt, values).await
     }
 
     /// Prepares a guest session on this connection: the statement timeout (never past the run's
-    /// deadline) and, for a read-only grant, the database's own read-only mode. Returns what the
-    /// server said about the session (PostgreSQL).
+    /// deadline) and, for a read-only grant, the database's own read-only mode.
     pub async fn start_session(
         &mut self,
         db: &Database,
         read_only: bool,
         statement_timeout: Duration,
     ) -> Result<ServerSession, DbError> {
-        match self {
-            Conn::Postgres(c) => {
-                postgres_session::start_session(c, db, read_only, statement_timeout)
-                    .await
-                    .map(ServerSession::Postgres)
-            }
-            Conn::Sqlite(c) => sqlite_session::start_session(c, db, read_only)
-                .await
-                .map(ServerSession::Sqlite),
-        }
+        self.0.start_session(db, read_only, statement_timeout).await
     }
 
     /// Rolls back (if `open`), resets every piece of session state a flow could have changed,
@@ -446,16 +419,7 @@ impl Conn {
                 .await
                 .map_err(|e| format!("ROLLBACK failed: {e}"))?;
         }
-        match self {
-            Conn::Postgres(c) => {
-                let pg = match server {
-                    Some(ServerSession::Postgres(pg)) => Some(pg),
-                    _ => None,
-                };
-                postgres_session::reset_session(c, db, pg).await
-            }
-            Conn::Sqlite(c) => sqlite_session::reset_session(c, db).await,
-        }
+        self.0.reset_session(db, server).await
     }
 
     /// Refuses a read-only statement calling any of `functions` that may have side effects.
@@ -465,35 +429,29 @@ impl Conn {
         db: &Database,
         functions: &[crate::sql::postgres::FunctionName],
     ) -> Result<bool, DbError> {
-        match self {
-            Conn::Postgres(c) => {
-                postgres_session::check_functions(c, db, &db.functions, functions).await
-            }
-            Conn::Sqlite(_) => Ok(false),
-        }
+        self.0.check_functions(db, functions).await
+    }
+
+    /// Whether the connection can take another statement (see [`DriverConn::is_usable`]).
+    pub fn is_usable(&self) -> bool {
+        self.0.is_usable()
+    }
+
+    /// When dropped, this connection is closed instead of returned to the pool: for a drop
+    /// path that cannot wait (a `Drop` impl), where its state is unknown.
+    pub fn close_on_drop(&mut self) {
+        self.0.close_on_drop()
     }
 
     /// Closes the connection instead of returning it to the pool: used when its state is
     /// unknown (a cancelled statement, a failed cleanup).
-    /// When dropped, this connection is closed instead of returned to the pool: for a drop
-    /// path that cannot wait (a `Drop` impl), where its state is unknown.
-    pub fn close_on_drop(&mut self) {
-        match self {
-            Conn::Postgres(c) => c.close_on_drop(),
-            Conn::Sqlite(c) => c.close_on_drop(),
-        }
-    }
-
     pub async fn discard(self) {
-        let _ = match self {
-            Conn::Postgres(c) => c.close().await,
-            Conn::Sqlite(c) => c.close().await,
-        };
+        self.0.discard().await
     }
 }
 
 /// Every secret a target holds, for the [`Redactor`].
-fn secrets_of(target: &DatabaseTarget) -> Vec<String> {
+pub(super) fn secrets_of(target: &DatabaseTarget) -> Vec<String> {
     match target {
         DatabaseTarget::Postgres { password, .. } | DatabaseTarget::SqlServer { password, .. } => {
             password.iter().map(|p| p.expose().to_owned()).collect()

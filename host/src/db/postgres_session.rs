@@ -8,7 +8,15 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection, Row};
 
-use super::{Database, DbError, PgSession};
+use futures_util::future::BoxFuture;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPoolOptions, Postgres};
+
+use super::{
+    Conn, Database, DbError, DriverConn, DriverPool, PgSession, Pool, RowStream, ServerSession,
+    Statement, sqlx_common,
+};
+use crate::bindings::types::{Column, Value};
 use crate::sql::postgres::{CallKind, FUNCTION_VOLATILITY_SQL, FunctionName, function_allowed};
 
 /// Starts a guest session: one round trip that sets the statement timeout, asks the server to
@@ -283,4 +291,127 @@ pub async fn terminate_backend(
     let result = run(&mut conn).await;
     let _ = conn.close().await;
     result
+}
+
+impl DriverPool for sqlx::PgPool {
+    fn acquire<'a>(&'a self, db: &'a Database) -> BoxFuture<'a, Result<Conn, DbError>> {
+        sqlx_common::acquire(self, db)
+    }
+
+    /// A session lock on a pooled connection could outlive its user or, behind a
+    /// transaction-mode pooler, land on the wrong server session; a private pool of one is used
+    /// by one owner, and closing it releases the lock.
+    fn dedicated<'a>(
+        &'a self,
+        db: &'a Database,
+        application_name: &'a str,
+    ) -> BoxFuture<'a, Result<(Conn, Option<Pool>), DbError>> {
+        Box::pin(async move {
+            let options = (*self.connect_options())
+                .clone()
+                .application_name(application_name);
+            let private = PgPoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .acquire_timeout(db.connect_timeout())
+                .connect_lazy_with(options);
+            let conn = private.acquire().await.map_err(|e| db.error(e))?;
+            Ok((Conn::new(conn), Some(Pool::new(private))))
+        })
+    }
+
+    fn occupancy(&self) -> (u32, u32) {
+        sqlx_common::occupancy(self)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(sqlx::Pool::close(self))
+    }
+
+    fn end_session<'a>(
+        &'a self,
+        db: &'a Database,
+        session: &'a ServerSession,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let ServerSession::Postgres(pg) = session else {
+                return;
+            };
+            if let Err(e) = terminate_backend(self, pg.pid, db.connect_timeout()).await {
+                tracing::warn!(database = %db.name(), pid = pg.pid, error = %db.error(e), "could not end a stuck backend on the server");
+            }
+        })
+    }
+}
+
+impl DriverConn for PoolConnection<Postgres> {
+    fn run_raw<'a>(
+        &'a mut self,
+        db: &'a Database,
+        sql: &'a str,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        sqlx_common::run_raw(self, db, sql)
+    }
+
+    fn open_stream<'c, 'v>(
+        &'c mut self,
+        db: &'c Database,
+        stmt: &'v Statement,
+        values: &'v [&'v Value],
+    ) -> BoxFuture<'v, Result<(Vec<Column>, RowStream<'c>), DbError>>
+    where
+        'c: 'v,
+    {
+        Box::pin(super::postgres::open_stream(self, db, stmt, values))
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        db: &'a Database,
+        stmt: &'a Statement,
+        values: &'a [&'a Value],
+    ) -> BoxFuture<'a, Result<u64, DbError>> {
+        Box::pin(super::postgres::execute(self, db, stmt, values))
+    }
+
+    fn start_session<'a>(
+        &'a mut self,
+        db: &'a Database,
+        read_only: bool,
+        statement_timeout: Duration,
+    ) -> BoxFuture<'a, Result<ServerSession, DbError>> {
+        Box::pin(async move {
+            start_session(self, db, read_only, statement_timeout)
+                .await
+                .map(ServerSession::Postgres)
+        })
+    }
+
+    fn reset_session<'a>(
+        &'a mut self,
+        db: &'a Database,
+        session: Option<&'a ServerSession>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let pg = match session {
+            Some(ServerSession::Postgres(pg)) => Some(pg),
+            _ => None,
+        };
+        Box::pin(reset_session(self, db, pg))
+    }
+
+    fn check_functions<'a>(
+        &'a mut self,
+        db: &'a Database,
+        functions: &'a [FunctionName],
+    ) -> BoxFuture<'a, Result<bool, DbError>> {
+        Box::pin(check_functions(self, db, db.function_verdicts(), functions))
+    }
+
+    fn close_on_drop(&mut self) {
+        PoolConnection::close_on_drop(self)
+    }
+
+    fn discard(self: Box<Self>) -> BoxFuture<'static, ()> {
+        sqlx_common::discard(*self)
+    }
 }

@@ -143,6 +143,9 @@ impl Session {
     /// call), the connection may still be busy on the server: it is ended there and replaced.
     /// A transaction open on it is lost with it, and the caller hears so.
     async fn conn(&mut self) -> Result<&mut Conn, DbError> {
+        if self.conn.as_ref().is_some_and(|c| !c.is_usable()) {
+            self.busy = true;
+        }
         if self.busy {
             self.busy = false;
             if let Some(conn) = self.conn.take() {
@@ -188,7 +191,7 @@ impl Session {
     /// PostgreSQL's `statement_timeout` is set per session, SQLite's watchdog per statement.
     fn start_statement(&mut self) {
         self.busy = true;
-        if let Some(ServerSession::Sqlite(watchdog)) = &self.server {
+        if let Some(watchdog) = self.server.as_ref().and_then(ServerSession::watchdog) {
             watchdog.arm(Instant::now() + self.server_statement_timeout());
         }
     }
@@ -210,11 +213,8 @@ impl Session {
     /// Ends a connection whose state is unknown: its backend is terminated on the server (so
     /// no statement keeps running and no lock stays held), then it is closed.
     async fn end_on_server(&mut self, conn: Conn) {
-        match self.server.take() {
-            Some(ServerSession::Postgres(pg)) => self.db.terminate_backend(pg.pid).await,
-            // Stopped within a few thousand steps; closing then waits for nothing.
-            Some(ServerSession::Sqlite(watchdog)) => watchdog.trip(),
-            None => {}
+        if let Some(server) = self.server.take() {
+            self.db.end_session(&server).await;
         }
         conn.discard().await;
     }
@@ -437,7 +437,7 @@ impl Session {
         };
         let open = self.tx.take().is_some();
         let interrupted = std::mem::take(&mut self.busy);
-        if let Some(ServerSession::Sqlite(watchdog)) = &self.server {
+        if let Some(watchdog) = self.server.as_ref().and_then(ServerSession::watchdog) {
             watchdog.disarm();
         }
         let reset = match interrupted {

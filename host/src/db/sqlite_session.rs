@@ -11,9 +11,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use sqlx::{Row, SqliteConnection};
+use std::time::Duration;
 
-use super::{Database, DbError};
+use futures_util::future::BoxFuture;
+use sqlx::pool::PoolConnection;
+use sqlx::{Row, Sqlite, SqliteConnection};
+
+use super::{
+    Conn, Database, DbError, DriverConn, DriverPool, Pool, RowStream, ServerSession, Statement,
+    sqlx_common,
+};
+use crate::bindings::types::{Column, Value};
 
 /// Virtual-machine steps between two looks at the watchdog: a few microseconds of work, so an
 /// expired statement stops at once and a look (one clock read) costs well under 1%.
@@ -29,7 +37,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    fn new() -> Arc<Watchdog> {
+    pub(super) fn new() -> Arc<Watchdog> {
         Arc::new(Watchdog {
             base: Instant::now(),
             until: AtomicU64::new(u64::MAX),
@@ -43,6 +51,14 @@ impl Watchdog {
             u64::try_from(nanos).unwrap_or(u64::MAX).max(1),
             Ordering::Release,
         );
+    }
+
+    /// When the running statement must stop; `None` while disarmed.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.until.load(Ordering::Acquire) {
+            u64::MAX => None,
+            nanos => Some(self.base + std::time::Duration::from_nanos(nanos)),
+        }
     }
 
     /// No deadline: the host's own statements (the end-of-run rollback and reset) must finish.
@@ -116,6 +132,102 @@ pub async fn reset_session(conn: &mut SqliteConnection, db: &Database) -> Result
         .await
         .map_err(|e| format!("resetting query_only failed: {}", db.error(e)))?;
     Ok(())
+}
+
+impl DriverPool for sqlx::SqlitePool {
+    fn acquire<'a>(&'a self, db: &'a Database) -> BoxFuture<'a, Result<Conn, DbError>> {
+        sqlx_common::acquire(self, db)
+    }
+
+    /// SQLite shares the pool: an in-memory database exists only on the pool's connection, and
+    /// its write lock is per database file, not per connection.
+    fn dedicated<'a>(
+        &'a self,
+        db: &'a Database,
+        _application_name: &'a str,
+    ) -> BoxFuture<'a, Result<(Conn, Option<Pool>), DbError>> {
+        Box::pin(async move { Ok((db.acquire().await?, None)) })
+    }
+
+    fn occupancy(&self) -> (u32, u32) {
+        sqlx_common::occupancy(self)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(sqlx::Pool::close(self))
+    }
+
+    /// Stopped within a few thousand steps; closing the connection then waits for nothing.
+    fn end_session<'a>(
+        &'a self,
+        _db: &'a Database,
+        session: &'a ServerSession,
+    ) -> BoxFuture<'a, ()> {
+        if let ServerSession::Sqlite(watchdog) = session {
+            watchdog.trip();
+        }
+        Box::pin(async {})
+    }
+}
+
+impl DriverConn for PoolConnection<Sqlite> {
+    fn run_raw<'a>(
+        &'a mut self,
+        db: &'a Database,
+        sql: &'a str,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        sqlx_common::run_raw(self, db, sql)
+    }
+
+    fn open_stream<'c, 'v>(
+        &'c mut self,
+        db: &'c Database,
+        stmt: &'v Statement,
+        values: &'v [&'v Value],
+    ) -> BoxFuture<'v, Result<(Vec<Column>, RowStream<'c>), DbError>>
+    where
+        'c: 'v,
+    {
+        Box::pin(super::sqlite::open_stream(self, db, stmt, values))
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        db: &'a Database,
+        stmt: &'a Statement,
+        values: &'a [&'a Value],
+    ) -> BoxFuture<'a, Result<u64, DbError>> {
+        Box::pin(super::sqlite::execute(self, db, stmt, values))
+    }
+
+    fn start_session<'a>(
+        &'a mut self,
+        db: &'a Database,
+        read_only: bool,
+        _statement_timeout: Duration,
+    ) -> BoxFuture<'a, Result<ServerSession, DbError>> {
+        Box::pin(async move {
+            start_session(self, db, read_only)
+                .await
+                .map(ServerSession::Sqlite)
+        })
+    }
+
+    fn reset_session<'a>(
+        &'a mut self,
+        db: &'a Database,
+        _session: Option<&'a ServerSession>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(reset_session(self, db))
+    }
+
+    fn close_on_drop(&mut self) {
+        PoolConnection::close_on_drop(self)
+    }
+
+    fn discard(self: Box<Self>) -> BoxFuture<'static, ()> {
+        sqlx_common::discard(*self)
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use sqlx::Connection;
 
 use super::*;
 use crate::config::{DatabaseConfig, DatabaseTarget, PoolSettings};
-use crate::db::{Conn, Database};
+use crate::db::Database;
 
 const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -144,12 +144,8 @@ macro_rules! on_both {
 /// Rows of a one-column text query.
 async fn strings(db: &Database, sql: &str) -> Vec<String> {
     let mut conn = db.acquire().await.unwrap();
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    let result = match &mut conn {
-        Conn::Postgres(c) => sqlx::query_scalar(sql).fetch_all(&mut **c).await,
-        Conn::Sqlite(c) => sqlx::query_scalar(sql).fetch_all(&mut **c).await,
-    };
-    result.unwrap()
+    let rows = conn.host_query(db, sql, &[]).await.unwrap();
+    rows.iter().map(|r| r.at::<String>(0).unwrap()).collect()
 }
 
 async fn table_exists(db: &Database, name: &str) -> bool {

@@ -1,0 +1,61 @@
+//! What the two sqlx-driven backends (PostgreSQL, SQLite) share: error conversion, and the
+//! driver-trait methods whose code does not depend on the database.
+
+use futures_util::future::BoxFuture;
+use sqlx::pool::PoolConnection;
+
+use super::{Conn, Database, DbError, DriverConn};
+
+impl Database {
+    /// Converts a sqlx error from this database into a [`DbError`] with secrets scrubbed.
+    pub(super) fn error(&self, err: sqlx::Error) -> DbError {
+        DbError::from_sqlx(err, self.name(), self.target(), self.redactor())
+    }
+}
+
+/// Takes a connection from a sqlx pool.
+pub(super) fn acquire<'a, DB>(
+    pool: &'a sqlx::Pool<DB>,
+    db: &'a Database,
+) -> BoxFuture<'a, Result<Conn, DbError>>
+where
+    DB: sqlx::Database,
+    PoolConnection<DB>: DriverConn,
+{
+    Box::pin(async move {
+        let conn = pool.acquire().await.map_err(|e| db.error(e))?;
+        Ok(Conn::new(conn))
+    })
+}
+
+/// (open, idle) connections of a sqlx pool.
+pub(super) fn occupancy<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> (u32, u32) {
+    (pool.size(), pool.num_idle() as u32)
+}
+
+/// Runs parameterless SQL through the simple protocol (several statements allowed).
+pub(super) fn run_raw<'a, DB>(
+    conn: &'a mut PoolConnection<DB>,
+    db: &'a Database,
+    sql: &'a str,
+) -> BoxFuture<'a, Result<(), DbError>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    Box::pin(async move {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        sqlx::raw_sql(sql)
+            .execute(&mut **conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| db.error(e))
+    })
+}
+
+/// Closes a pooled connection instead of returning it.
+pub(super) fn discard<DB: sqlx::Database>(conn: PoolConnection<DB>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let _ = conn.close().await;
+    })
+}
