@@ -21,4 +21,6 @@ mod pool_hygiene;
 mod rpa1;
 mod sandbox;
 mod secrets;
+mod sqlserver;
+mod sqlserver_support;
 mod values;

@@ -6,13 +6,13 @@ use crate::support::*;
 
 /// seeds/SurveyHub.sql holds three malformed completed responses (bad JSON, a missing
 /// question, a rating of 7).
-const MALFORMED: i64 = 3;
+pub(crate) const MALFORMED: i64 = 3;
 
-fn run_rpa1(project: &Project) -> std::process::Output {
+pub(crate) fn run_rpa1(project: &Project) -> std::process::Output {
     project.run_component(&rpa1_wasm(), &repo().join("flows/rpa1.toml"), &[])
 }
 
-fn assert_counts(output: &Value, found: i64, processed: i64, failed: i64) {
+pub(crate) fn assert_counts(output: &Value, found: i64, processed: i64, failed: i64) {
     assert_eq!(output["responses_found"], found, "{output}");
     assert_eq!(output["surveys_processed"], processed, "{output}");
     assert_eq!(output["failed"], failed, "{output}");

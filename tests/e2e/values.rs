@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const UNICODE: &str = "Grüße, 世界 🚀 — 'quoted' \"double\" \\ :not_a_param";
+pub(crate) const UNICODE: &str = "Grüße, 世界 🚀 — 'quoted' \"double\" \\ :not_a_param";
 
 /// (column, value sent, value expected back)
 fn postgres_cases() -> Vec<(&'static str, Value, Value)> {
@@ -131,13 +131,24 @@ fn sqlite_cases() -> Vec<(&'static str, Value, Value)> {
 /// Inserts one row of `cases` and one row of NULLs with named parameters, reads both back
 /// with positional ones, and compares every cell.
 fn round_trip(project: &Project, create: &str, cases: &[(&str, Value, Value)]) {
+    round_trip_with(project, create, cases, |c| format!(":{c}"))
+}
+
+/// [`round_trip`] with each column's value written as `placeholder(column)` (a CAST where a
+/// backend needs one).
+pub(crate) fn round_trip_with(
+    project: &Project,
+    create: &str,
+    cases: &[(&str, Value, Value)],
+    placeholder: impl Fn(&str) -> String,
+) {
     let columns: Vec<&str> = cases.iter().map(|c| c.0).collect();
     let insert = format!(
         "INSERT INTO vals (id, {}) VALUES (:id, {})",
         columns.join(", "),
         columns
             .iter()
-            .map(|c| format!(":{c}"))
+            .map(|c| placeholder(c))
             .collect::<Vec<_>>()
             .join(", ")
     );

@@ -489,7 +489,8 @@ async fn insert_many_rows(
     let max_params = match db.backend() {
         Backend::Postgres => 65_535,
         Backend::Sqlite => 32_766,
-        Backend::SqlServer => 2_100,
+        // 2,100 per request, two of which are sp_executesql's own statement and declarations.
+        Backend::SqlServer => 2_098,
     };
     let per_row = template.params_per_row().max(1);
     let rows_per_chunk = (max_params / per_row).clamp(1, ROWS_PER_INSERT);

@@ -25,6 +25,8 @@ use crate::bindings::types::{Column, Value};
 use crate::config::{DatabaseTarget, PoolSettings};
 use crate::sql::StatementKind;
 
+pub use super::sqlserver_config::connect_config;
+
 pub(super) type Client = tiberius::Client<Compat<TcpStream>>;
 
 /// One TDS connection and what the pool must know about it.

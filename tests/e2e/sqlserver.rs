@@ -1,0 +1,500 @@
+//! SQL Server end to end, against the server `FLOWHOST_TEST_MSSQL_URL` names (each test prints
+//! that it was skipped when it is not set): rpa1 from SQL Server into PostgreSQL, every type,
+//! transactions, read-only grants, pool hygiene with one connection, a real T-SQL schema
+//! migrated, and concurrent migrators.
+
+use std::sync::Barrier;
+
+use serde_json::{Value, json};
+
+use crate::rpa1::{MALFORMED, assert_counts, run_rpa1};
+use crate::sqlserver_support::{MsDatabase, require_mssql};
+use crate::support::*;
+use crate::values::{UNICODE, round_trip_with};
+
+fn lab_project(db: &MsDatabase, extra: &str) -> Project {
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_LAB_TYPE=mssql\nDEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n{extra}",
+            db.url()
+        ),
+    );
+    project
+}
+
+fn assert_no_secret(db: &MsDatabase, out: &std::process::Output) {
+    let password = db.password();
+    if password.is_empty() {
+        return;
+    }
+    let all = format!("{}{}", stdout(out), stderr(out));
+    assert!(!all.contains(&password), "the password leaked:\n{all}");
+}
+
+#[test]
+fn rpa1_reads_surveyhub_from_sql_server_and_writes_postgresql() {
+    let survey_hub = require_mssql!("rpa1_reads_surveyhub_from_sql_server_and_writes_postgresql");
+    survey_hub.exec(&std::fs::read_to_string(repo().join("seeds/SurveyHub.mssql.sql")).unwrap());
+    let completed = survey_hub.count("survey_responses WHERE status = N'completed'");
+    let rpa_db = PgDatabase::create();
+
+    let project = Project::new();
+    // SurveyHub exactly as the users' configurations have it: mssql+pyodbc with an ODBC driver.
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_RPA_DB_TYPE=postgresql\n\
+             DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING={}\n\
+             DEVELOPMENT_GLOBAL_SURVEYHUB_TYPE=mssql\n\
+             DEVELOPMENT_GLOBAL_SURVEYHUB_CONNECTION_STRING={}\n",
+            rpa_db.url(),
+            survey_hub.pyodbc_url()
+        ),
+    );
+    let out = run_rpa1(&project);
+    assert_no_secret(&survey_hub, &out);
+    assert_counts(&json_ok(&out), completed, completed - MALFORMED, MALFORMED);
+    // The mean of the five ratings of responses 1-3 (seeds/SurveyHub.mssql.sql).
+    assert_eq!(
+        rpa_db.column(
+            "SELECT response_id::text || '=' || satisfaction_score::text FROM \
+             rpa1_processed_surveys WHERE response_id IN (1, 2, 3) ORDER BY response_id"
+        ),
+        ["1=4.20", "2=5.00", "3=3.00"].map(|s| Some(s.to_owned()))
+    );
+    assert_eq!(
+        rpa_db.count("rpa1_processed_surveys WHERE status = 'failed'"),
+        MALFORMED
+    );
+
+    assert_counts(&json_ok(&run_rpa1(&project)), 0, 0, 0);
+    assert_eq!(rpa_db.count("rpa1_processed_surveys"), completed);
+    // The read-only grant left SurveyHub as it was.
+    assert_eq!(survey_hub.count("survey_responses"), 25);
+}
+
+/// (column, value sent, value expected back) for a table of every SQL Server type flowhost maps.
+fn sqlserver_cases() -> Vec<(&'static str, Value, Value)> {
+    let same = |t: &str, value: Value| (v(t, value.clone()), v(t, value));
+    let cases: Vec<(&str, (Value, Value))> = vec![
+        ("b", same("boolean", json!(true))),
+        ("ti", same("int", json!(255))),
+        ("si", same("int", json!(-32768))),
+        ("i", same("int", json!(2147483647))),
+        ("bi", same("int", json!(i64::MIN))),
+        ("r", same("float", json!(1.5))),
+        ("f", same("float", json!(std::f64::consts::PI))),
+        (
+            "d",
+            same("decimal", json!("12345678901234567890.123456789")),
+        ),
+        (
+            "d2",
+            (v("decimal", json!("-1.5")), v("decimal", json!("-1.500"))),
+        ),
+        ("m", same("decimal", json!("922337203685.4775"))),
+        ("sm", same("decimal", json!("-214748.3648"))),
+        ("nc", same("text", json!("ab "))),
+        ("vc", same("text", json!("plain ascii"))),
+        ("nv", same("text", json!(UNICODE))),
+        ("nvm", same("text", json!("x".repeat(9000)))),
+        ("bin", same("bytes", json!([0, 255, 1, 128]))),
+        (
+            "u",
+            (
+                v("uuid", json!("67E55044-10B1-426F-9247-BB680E5FE0C8")),
+                v("uuid", json!("67e55044-10b1-426f-9247-bb680e5fe0c8")),
+            ),
+        ),
+        ("dt", same("date", json!("0001-01-01"))),
+        ("tm", same("time", json!("23:59:59.1234567"))),
+        (
+            "dtm",
+            (
+                v("timestamp", json!("2024-02-29T13:45:10.123")),
+                v("timestamp", json!("2024-02-29T13:45:10.123")),
+            ),
+        ),
+        (
+            "sdt",
+            (
+                v("timestamp", json!("2024-02-29T13:45:00")),
+                v("timestamp", json!("2024-02-29T13:45:00")),
+            ),
+        ),
+        (
+            "dt2",
+            same("timestamp", json!("9999-12-31T23:59:59.9999999")),
+        ),
+        (
+            "dto",
+            (
+                v("timestamp-tz", json!("2024-02-29T13:45:10.5+02:00")),
+                v("timestamp-tz", json!("2024-02-29T11:45:10.5Z")),
+            ),
+        ),
+        ("x", same("text", json!("<a b=\"1\">é</a>"))),
+    ];
+    cases.into_iter().map(|(c, (s, e))| (c, s, e)).collect()
+}
+
+#[test]
+fn every_sql_server_type_round_trips_with_nulls_unicode_and_extremes() {
+    let db = require_mssql!("every_sql_server_type_round_trips_with_nulls_unicode_and_extremes");
+    let project = lab_project(&db, "");
+    let create = "CREATE TABLE vals (id INT PRIMARY KEY, b BIT, ti TINYINT, si SMALLINT, i INT, \
+        bi BIGINT, r REAL, f FLOAT, d DECIMAL(38, 9), d2 NUMERIC(10, 3), m MONEY, sm SMALLMONEY, \
+        nc NCHAR(3), vc VARCHAR(50), nv NVARCHAR(200), nvm NVARCHAR(MAX), bin VARBINARY(MAX), \
+        u UNIQUEIDENTIFIER, dt DATE, tm TIME(7), dtm DATETIME, sdt SMALLDATETIME, \
+        dt2 DATETIME2(7), dto DATETIMEOFFSET(7), x XML)";
+    // A NULL parameter is NVARCHAR, which SQL Server does not convert to varbinary implicitly:
+    // `bin` is written through a CAST, as the README says to.
+    let cases = sqlserver_cases();
+    round_trip_with(&project, create, &cases, |c| match c {
+        "bin" => "CAST(:bin AS VARBINARY(MAX))".to_owned(),
+        c => format!(":{c}"),
+    });
+}
+
+#[test]
+fn a_sql_variant_column_is_refused_naming_the_column_and_its_type() {
+    let db = require_mssql!("a_sql_variant_column_is_refused_naming_the_column_and_its_type");
+    db.exec("CREATE TABLE odd (id INT, v SQL_VARIANT); INSERT INTO odd VALUES (1, 42)");
+    let project = lab_project(&db, "");
+    let results = probe_results(&project.run_probe(
+        &[("lab", "read-write")],
+        json!([{ "op": "query", "db": "lab", "sql": "SELECT id, v FROM odd" }]),
+    ));
+    let err = results[0]["error"].to_string();
+    assert!(
+        err.contains("'v'") && err.contains("sql_variant"),
+        "names the column and its type: {err}"
+    );
+}
+
+#[test]
+fn transactions_commit_roll_back_and_roll_back_on_drop_on_sql_server() {
+    let db = require_mssql!("transactions_commit_roll_back_and_roll_back_on_drop_on_sql_server");
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, note NVARCHAR(20))");
+    let project = lab_project(&db, "");
+    let insert = |id: i64| {
+        json!({ "op": "execute", "db": "lab", "tx": true,
+                "sql": "INSERT INTO t (id, note) VALUES (:id, N'x')",
+                "params": { "id": v("int", json!(id)) } })
+    };
+    let results = probe_results(&project.run_probe(
+        &[("lab", "read-write")],
+        json!([
+            { "op": "begin", "db": "lab" }, insert(1), { "op": "commit", "db": "lab" },
+            { "op": "begin", "db": "lab" }, insert(2), { "op": "rollback", "db": "lab" },
+            // A failing statement inside a transaction, then commit: the first insert stays.
+            { "op": "begin", "db": "lab" }, insert(3), insert(3), { "op": "commit", "db": "lab" },
+            { "op": "batch", "db": "lab", "sql": "INSERT INTO t (id, note) VALUES (:id, N'b')",
+              "param_sets": [{ "id": v("int", json!(10)) }, { "id": v("int", json!(1)) }] },
+            { "op": "begin", "db": "lab" }, insert(4), { "op": "drop", "db": "lab" },
+        ]),
+    ));
+    assert!(
+        results[8]["error"].to_string().contains("2627"),
+        "a duplicate key is error 2627: {results:?}"
+    );
+    assert!(
+        results[10]["error"].is_object(),
+        "the batch with a duplicate fails whole: {results:?}"
+    );
+    assert_eq!(
+        db.column("SELECT CAST(id AS NVARCHAR(10)) FROM t ORDER BY id"),
+        ["1", "3"].map(|s| Some(s.to_owned())),
+        "committed 1 and 3; rolled back 2, the failed batch and the dropped 4"
+    );
+    assert_eq!(
+        db.count("t WHERE id = 10"),
+        0,
+        "the batch was all-or-nothing"
+    );
+}
+
+#[test]
+fn a_read_only_grant_on_sql_server_refuses_writes_and_changes_nothing() {
+    let db = require_mssql!("a_read_only_grant_on_sql_server_refuses_writes_and_changes_nothing");
+    db.exec(
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1);
+         EXEC('CREATE PROCEDURE sneaky AS INSERT INTO t VALUES (99)');",
+    );
+    let project = lab_project(&db, "");
+    let refused = [
+        "INSERT INTO t VALUES (2)",
+        "UPDATE t SET id = 5",
+        "DELETE FROM t",
+        "EXEC sneaky",
+        "EXECUTE sneaky",
+        "sneaky",
+        "MERGE t AS d USING (SELECT 7 AS id) AS s ON d.id = s.id WHEN NOT MATCHED THEN INSERT (id) VALUES (s.id);",
+        "SELECT id INTO copy_of_t FROM t",
+        "SELECT 1; INSERT INTO t VALUES (3)",
+        "SELECT 1 INSERT INTO t VALUES (3)",
+        "WAITFOR DELAY '00:00:01'",
+        "DBCC CHECKDB",
+        "EXEC xp_cmdshell 'dir'",
+        "SELECT * FROM OPENROWSET('SQLNCLI', 'Server=x;Trusted_Connection=yes;', 'SELECT 1')",
+        "DELETE t OUTPUT deleted.id",
+        "BACKUP DATABASE x TO DISK = 'x'",
+        "SET CONTEXT_INFO 0x01",
+        "USE master",
+        "BEGIN TRANSACTION",
+        "DROP TABLE t",
+    ];
+    let mut steps: Vec<Value> = refused
+        .iter()
+        .map(|sql| json!({ "op": "execute", "db": "src", "sql": sql }))
+        .collect();
+    steps.push(json!({ "op": "query", "db": "src", "sql": "SELECT COUNT(*) AS n FROM t" }));
+    let manifest_grants = [("src", "read-only")];
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_SRC_TYPE=mssql\nDEVELOPMENT_GLOBAL_SRC_CONNECTION_STRING={}\n",
+            db.url()
+        ),
+    );
+    let results = probe_results(&project.run_probe(&manifest_grants, json!(steps)));
+    for (sql, r) in refused.iter().zip(&results) {
+        let kind = r["error"]["kind"].as_str().unwrap_or_default();
+        assert!(
+            kind == "read-only-violation" || kind == "invalid-request",
+            "{sql} must be refused before it reaches the server: {r}"
+        );
+    }
+    assert_eq!(
+        results[refused.len()]["ok"]["rows"][0][0],
+        v("int", json!(1))
+    );
+    assert_eq!(db.count("t"), 1);
+    assert_eq!(
+        db.count("sys.tables WHERE name = 'copy_of_t'"),
+        0,
+        "SELECT INTO made no table"
+    );
+}
+
+/// Two runs, one after the other, on a pool of one connection: the second must see none of
+/// what the first did to its session, nor an open transaction.
+#[test]
+fn the_only_pooled_connection_comes_back_clean_after_each_run() {
+    let db = require_mssql!("the_only_pooled_connection_comes_back_clean_after_each_run");
+    db.exec("CREATE TABLE t (id INT)");
+    let project = lab_project(
+        &db,
+        "DEVELOPMENT_GLOBAL_LAB_CONNECTION_POOL_SIZE=1\nDEVELOPMENT_GLOBAL_LAB_MAX_OVERFLOW=0\n",
+    );
+    let config = project.load_config();
+    let manifest = flowhost::manifest::Manifest::parse(
+        "[flow]\nname = \"hygiene\"\n[databases.lab]\naccess = \"read-write\"\n",
+        project.path().join("hygiene.toml"),
+    )
+    .unwrap();
+    let state = json!([{ "op": "query", "db": "lab", "sql":
+        "SELECT CAST(@@SPID AS INT) AS spid, CAST(@@TRANCOUNT AS INT) AS trancount, \
+         CAST(@@OPTIONS AS INT) AS options, (SELECT COUNT(*) FROM t) AS n" }]);
+    let run = async |host: &flowhost::run::Host, steps: Value| {
+        let request = flowhost::run::RunRequest {
+            component: probe_wasm(),
+            manifest: manifest.clone(),
+            input: json!({ "steps": steps }).to_string(),
+        };
+        host.run(&request).await.expect("the run starts")
+    };
+    block_on(async {
+        let host = flowhost::run::Host::new(
+            std::sync::Arc::new(config),
+            flowhost::runtime::RuntimeOptions::default(),
+        )
+        .unwrap();
+        let before = run(&host, state.clone()).await;
+        let crashed = run(
+            &host,
+            json!([
+                { "op": "begin", "db": "lab" },
+                { "op": "execute", "db": "lab", "sql": "INSERT INTO t VALUES (1)", "tx": true },
+                { "op": "panic", "message": "crash inside a transaction" },
+            ]),
+        )
+        .await;
+        assert_eq!(crashed.status, flowhost::run::RunStatus::Failed);
+        let after = run(&host, state).await;
+        host.shutdown().await;
+        let row = |r: &flowhost::run::RunRecord| {
+            r.output.as_ref().unwrap()["results"][0]["ok"]["rows"][0].clone()
+        };
+        let (before, after) = (row(&before), row(&after));
+        assert_eq!(
+            after[0], before[0],
+            "the same pooled session: {before} / {after}"
+        );
+        assert_eq!(after[1], v("int", json!(0)), "no transaction left open");
+        assert_eq!(after[2], before[2], "the same SET options");
+        assert_eq!(
+            after[3],
+            v("int", json!(0)),
+            "the crashed run's insert rolled back"
+        );
+    });
+}
+
+const SCHEMA: &str = r#"CREATE TABLE customers (
+    id INT IDENTITY(1, 1) NOT NULL CONSTRAINT pk_customers PRIMARY KEY,
+    email NVARCHAR(320) NOT NULL CONSTRAINT uq_customers_email UNIQUE,
+    notes NVARCHAR(MAX) NULL,
+    created_at DATETIME2(3) NOT NULL CONSTRAINT df_customers_created DEFAULT SYSUTCDATETIME()
+);
+GO
+CREATE TABLE orders (
+    id BIGINT IDENTITY(1, 1) NOT NULL PRIMARY KEY,
+    customer_id INT NOT NULL
+        CONSTRAINT fk_orders_customer REFERENCES customers (id) ON DELETE CASCADE,
+    amount DECIMAL(12, 2) NOT NULL CONSTRAINT ck_orders_amount CHECK (amount >= 0),
+    status NVARCHAR(20) NOT NULL DEFAULT N'new'
+);
+CREATE INDEX ix_orders_customer ON orders (customer_id) INCLUDE (amount, status);
+GO
+CREATE VIEW customer_totals AS
+    SELECT c.id, c.email, COUNT(o.id) AS orders, COALESCE(SUM(o.amount), 0) AS total
+    FROM customers c LEFT JOIN orders o ON o.customer_id = c.id
+    GROUP BY c.id, c.email;
+GO
+CREATE PROCEDURE add_order @customer_id INT, @amount DECIMAL(12, 2) AS
+BEGIN
+    SET NOCOUNT ON;
+    INSERT INTO orders (customer_id, amount) VALUES (@customer_id, @amount);
+END;
+GO
+CREATE TABLE audit (id INT IDENTITY PRIMARY KEY, what NVARCHAR(100) NOT NULL);
+GO
+CREATE TRIGGER trg_orders_audit ON orders AFTER INSERT AS
+BEGIN
+    SET NOCOUNT ON;
+    INSERT INTO audit (what) SELECT N'order ' + CAST(id AS NVARCHAR(20)) FROM inserted;
+END;
+GO
+INSERT INTO customers (email) VALUES (N'ana@example.com'), (N'bo@example.com');
+GO
+INSERT INTO audit (what) VALUES (N'seeded');
+GO 2
+EXEC add_order @customer_id = 1, @amount = 12.50;
+"#;
+
+#[test]
+fn a_real_tsql_schema_is_migrated_and_a_failing_batch_leaves_nothing() {
+    let db = require_mssql!("a_real_tsql_schema_is_migrated_and_a_failing_batch_leaves_nothing");
+    let project = lab_project(&db, "");
+    project.write("migrations/lab/V1__Schema.sql", SCHEMA);
+    let out = project.flowhost(&["migrate", "lab"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_secret(&db, &out);
+    assert_eq!(db.count("customers"), 2);
+    assert_eq!(db.count("orders"), 1);
+    assert_eq!(
+        db.count("audit WHERE what = N'seeded'"),
+        2,
+        "`GO 2` ran its batch twice"
+    );
+    assert_eq!(
+        db.count("audit WHERE what LIKE N'order %'"),
+        1,
+        "the trigger fired"
+    );
+    assert_eq!(
+        db.column("SELECT CAST(total AS NVARCHAR(20)) FROM customer_totals WHERE id = 1"),
+        [Some("12.50".to_owned())]
+    );
+    for object in [
+        "customer_totals",
+        "add_order",
+        "trg_orders_audit",
+        "ix_orders_customer",
+    ] {
+        let found = db.count(&format!(
+            "sys.objects o WHERE o.name = '{object}' OR EXISTS (SELECT 1 FROM sys.indexes i \
+             WHERE i.name = '{object}')"
+        ));
+        assert!(found > 0, "{object} exists");
+    }
+
+    // A failing batch: the file and the batch are named, nothing of the migration remains.
+    project.write(
+        "migrations/lab/V2__Broken.sql",
+        "CREATE TABLE partial (id INT);\nGO\nINSERT INTO partial VALUES (1);\nGO\nINSERT INTO no_such_table VALUES (1);\n",
+    );
+    let out = project.flowhost(&["migrate", "lab"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("V2__Broken.sql"), "names the file: {err}");
+    assert!(
+        err.contains("line 5"),
+        "names the batch's first line: {err}"
+    );
+    assert!(
+        err.contains("no_such_table"),
+        "carries the server's message: {err}"
+    );
+    assert_eq!(
+        db.count("sys.tables WHERE name = 'partial'"),
+        0,
+        "rolled back whole"
+    );
+
+    // info, validate, repair and baseline work here as on the other backends.
+    std::fs::remove_file(project.path().join("migrations/lab/V2__Broken.sql")).unwrap();
+    let info = project.flowhost(&["migrate", "info", "lab", "--json"]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    assert!(stdout(&info).contains("Schema"), "{}", stdout(&info));
+    let validate = project.flowhost(&["migrate", "validate", "lab"]);
+    assert!(validate.status.success(), "{}", stderr(&validate));
+    let repair = project.flowhost(&["migrate", "repair", "lab"]);
+    assert!(repair.status.success(), "{}", stderr(&repair));
+    assert_eq!(db.count("flowhost_schema_history WHERE success = 1"), 1);
+}
+
+#[test]
+fn four_concurrent_migrators_apply_each_tsql_migration_once() {
+    let db = require_mssql!("four_concurrent_migrators_apply_each_tsql_migration_once");
+    let project = lab_project(&db, "");
+    for n in 1..=6 {
+        project.write(
+            &format!("migrations/lab/V{n}__Step_{n}.sql"),
+            &format!(
+                "CREATE TABLE step_{n} (id INT IDENTITY PRIMARY KEY, at DATETIME2 NOT NULL DEFAULT SYSUTCDATETIME());\nGO\nINSERT INTO step_{n} DEFAULT VALUES;\n"
+            ),
+        );
+    }
+    const PROCESSES: usize = 4;
+    let start = Barrier::new(PROCESSES);
+    let outputs: Vec<std::process::Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    project.flowhost(&["migrate", "lab", "--json"])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut applied = Vec::new();
+    for out in &outputs {
+        for step in json_ok(out)[0]["applied"].as_array().unwrap() {
+            applied.push(step["version"].as_str().unwrap().parse::<u32>().unwrap());
+        }
+    }
+    applied.sort();
+    assert_eq!(
+        applied,
+        (1..=6).collect::<Vec<_>>(),
+        "each applied by exactly one process"
+    );
+    for n in 1..=6 {
+        assert_eq!(db.count(&format!("step_{n}")), 1, "V{n} ran once");
+    }
+}
