@@ -94,7 +94,7 @@ fn sqlserver_cases() -> Vec<(&'static str, Value, Value)> {
             "d2",
             (v("decimal", json!("-1.5")), v("decimal", json!("-1.500"))),
         ),
-        ("m", same("decimal", json!("922337203685.4775"))),
+        ("m", same("decimal", json!("900000000000.1234"))),
         ("sm", same("decimal", json!("-214748.3648"))),
         ("nc", same("text", json!("ab "))),
         ("vc", same("text", json!("plain ascii"))),
@@ -110,13 +110,9 @@ fn sqlserver_cases() -> Vec<(&'static str, Value, Value)> {
         ),
         ("dt", same("date", json!("0001-01-01"))),
         ("tm", same("time", json!("23:59:59.1234567"))),
-        (
-            "dtm",
-            (
-                v("timestamp", json!("2024-02-29T13:45:10.123")),
-                v("timestamp", json!("2024-02-29T13:45:10.123")),
-            ),
-        ),
+        // datetime keeps 1/300 s: .123 is stored as 37/300 s and shown, as SQL Server shows
+        // it, to the millisecond.
+        ("dtm", same("timestamp", json!("2024-02-29T13:45:10.123"))),
         (
             "sdt",
             (

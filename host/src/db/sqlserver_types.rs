@@ -127,13 +127,16 @@ pub fn decode(column: ColumnType, data: &ColumnData<'static>) -> Result<Value, S
         ColumnData::Xml(v) => v.as_ref().map_or(Value::Null, |x| {
             Value::Text(x.as_ref().clone().into_string())
         }),
-        ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
-            NaiveDateTime::from_sql(data)
-                .map_err(temporal_err)?
-                .map_or(Value::Null, |t| {
-                    Value::Timestamp(temporal::format_timestamp(t))
-                })
-        }
+        ColumnData::DateTime(_) => NaiveDateTime::from_sql(data)
+            .map_err(temporal_err)?
+            .map_or(Value::Null, |t| {
+                Value::Timestamp(temporal::format_timestamp(to_millisecond(t)))
+            }),
+        ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => NaiveDateTime::from_sql(data)
+            .map_err(temporal_err)?
+            .map_or(Value::Null, |t| {
+                Value::Timestamp(temporal::format_timestamp(t))
+            }),
         ColumnData::Date(_) => NaiveDate::from_sql(data)
             .map_err(temporal_err)?
             .map_or(Value::Null, |d| Value::Date(temporal::format_date(d))),
@@ -146,6 +149,14 @@ pub fn decode(column: ColumnType, data: &ColumnData<'static>) -> Result<Value, S
                 Value::TimestampTz(temporal::format_timestamp_tz(t.with_timezone(&Utc)))
             }),
     })
+}
+
+/// `datetime` counts 1/300 s (.123 is stored as 37/300 = .12333... s); SQL Server itself shows
+/// and compares it to the millisecond, and so does the host.
+fn to_millisecond(t: NaiveDateTime) -> NaiveDateTime {
+    use chrono::Timelike;
+    let millis = (t.nanosecond() as i64 + 500_000) / 1_000_000;
+    t.with_nanosecond(0).unwrap_or(t) + chrono::Duration::milliseconds(millis)
 }
 
 fn money(v: f64) -> Result<Value, String> {
@@ -309,6 +320,23 @@ mod tests {
             decode(ColumnType::Udt, &ColumnData::Binary(None))
                 .unwrap_err()
                 .contains("user-defined")
+        );
+    }
+
+    #[test]
+    fn datetime_reads_to_the_millisecond_as_sql_server_shows_it() {
+        // 13:45:10 and 37/300 s, as a datetime column holds .123.
+        let seconds = (13 * 3600 + 45 * 60 + 10) * 300 + 37;
+        let data = ColumnData::DateTime(Some(tiberius::time::DateTime::new(45_349, seconds)));
+        same!(
+            decode(ColumnType::Datetimen, &data).unwrap(),
+            Value::Timestamp("2024-02-29T13:45:10.123".into())
+        );
+        // 299/300 s rounds up into the next second.
+        let data = ColumnData::DateTime(Some(tiberius::time::DateTime::new(45_349, 299)));
+        same!(
+            decode(ColumnType::Datetimen, &data).unwrap(),
+            Value::Timestamp("2024-02-29T00:00:00.997".into())
         );
     }
 
