@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteValueRef,
-};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePoolOptions, SqliteValueRef};
 use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection, TypeInfo, ValueRef};
 
 use super::temporal;
@@ -56,8 +54,47 @@ pub fn pool(
             .idle_timeout(settings.idle_timeout)
             .test_before_acquire(settings.test_before_acquire)
             // WAL lets readers run beside the one writer, which concurrent runs need.
-            .connect_lazy_with(opts.filename(path).journal_mode(SqliteJournalMode::Wal))
+            .after_connect(move |conn, _| Box::pin(use_wal(conn, busy)))
+            .connect_lazy_with(opts.filename(path))
     })
+}
+
+/// Puts the database file in WAL mode (a setting stored in the file) unless it already is.
+///
+/// Not sqlx's `journal_mode` option: switching a file into WAL needs an exclusive lock that
+/// SQLite's busy timeout does not wait for, so connections opened at once on a new file (a pool
+/// filling up, concurrent migrators) fail with "database is locked". Here the switch is
+/// retried for as long as the busy timeout allows, and a file already in WAL needs no lock.
+async fn use_wal(conn: &mut SqliteConnection, busy: Duration) -> Result<(), sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + busy;
+    loop {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        if mode.eq_ignore_ascii_case("wal") {
+            return Ok(());
+        }
+        match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            // SQLite answers with the mode now in force; anything but "wal" (a read-only or
+            // network file system) leaves the rollback journal, which still works.
+            Ok(_) => return Ok(()),
+            Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// SQLITE_BUSY or one of its extended codes (5, 261, 517, ...).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }
 
 /// Creates an embedded development database the first time it is used, loading its demo data
@@ -392,5 +429,32 @@ mod tests {
             text_value("2026-11-21 14:03:44".into(), Declared::Timestamp),
             Value::Timestamp(s) if s == "2026-11-21T14:03:44"
         ));
+    }
+
+    /// Pools opened at once on a new file (concurrent migrators, a pool filling up) all get a
+    /// connection, and the file ends up in WAL mode.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn connections_opened_at_once_on_a_new_file_all_switch_it_to_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = DatabaseTarget::Sqlite {
+            path: dir.path().join("new.sqlite"),
+            in_memory: false,
+            create_if_missing: true,
+        };
+        let settings = PoolSettings::default();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let pool = pool("wal_test", &target, &settings).unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
+                sqlx::query_scalar::<_, String>("PRAGMA journal_mode")
+                    .fetch_one(&mut *conn)
+                    .await
+            }));
+        }
+        for task in tasks {
+            let mode = task.await.unwrap().expect("a connection failed to open");
+            assert_eq!(mode, "wal");
+        }
     }
 }
