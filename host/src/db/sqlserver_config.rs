@@ -73,6 +73,13 @@ pub fn connect_config(target: &DatabaseTarget) -> Result<tiberius::Config, Strin
         Some(v) => encryption_level(v)?,
     };
     config.encryption(encryption);
+    // Encrypting the login only is what ODBC's `Encrypt=no` means, and ODBC does not validate
+    // the certificate then (TrustServerCertificate is ignored): the users' strings that work
+    // with Driver 17 today must work here too. Everything else validates unless told not to.
+    let login_only = matches!(encryption, EncryptionLevel::Off);
+    if login_only {
+        config.trust_cert();
+    }
     if let Some(v) = option("trust_server_certificate") {
         match truthy(v) {
             Some(true) => config.trust_cert(),
@@ -84,7 +91,10 @@ pub fn connect_config(target: &DatabaseTarget) -> Result<tiberius::Config, Strin
             }
         }
     }
-    if let Some(ca) = option("trust_server_certificate_ca").or(option("sslrootcert")) {
+    if let Some(ca) = option("trust_server_certificate_ca")
+        .or(option("sslrootcert"))
+        .filter(|_| !login_only)
+    {
         config.trust_cert_ca(ca);
     }
     if let Some(h) = option("host_name_in_certificate") {
@@ -166,6 +176,26 @@ mod tests {
         );
         assert!(encryption(&[("encrypt", "strict")]).contains("Strict"));
         assert!(encryption(&[("encrypt", "disable")]).contains("NotSupported"));
+    }
+
+    #[test]
+    fn the_certificate_is_validated_unless_only_the_login_is_encrypted_or_trust_is_asked() {
+        let bypass = |options: &[(&str, &str)]| encryption(options).contains("bypass: true");
+        // ODBC Driver 17's default, Encrypt=no: the login is encrypted, the certificate not
+        // validated, as ODBC does.
+        assert!(bypass(&[("driver", "ODBC Driver 17 for SQL Server")]));
+        assert!(bypass(&[("encrypt", "no")]));
+        assert!(!bypass(&[("encrypt", "yes")]));
+        assert!(!bypass(&[("driver", "ODBC Driver 18 for SQL Server")]));
+        assert!(!bypass(&[("encrypt", "strict")]));
+        assert!(bypass(&[
+            ("encrypt", "yes"),
+            ("trust_server_certificate", "yes")
+        ]));
+        assert!(!bypass(&[
+            ("encrypt", "yes"),
+            ("trust_server_certificate", "no")
+        ]));
     }
 
     #[test]
