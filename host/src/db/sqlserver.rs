@@ -137,12 +137,22 @@ pub struct TdsPool {
     pool: managed::Pool<TdsManager>,
 }
 
+/// Makes ring the process's rustls provider, the one sqlx's PostgreSQL connections use.
+///
+/// tiberius takes the process's provider and otherwise builds aws-lc-rs, whose start-up gathers
+/// CPU-jitter entropy: about 100 ms of every process that opens a TLS connection. If the
+/// embedding program installed a provider first, that one stays.
+fn use_ring_for_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Builds the pool; connections open on first acquire.
 pub fn pool(
     name: &str,
     target: &DatabaseTarget,
     settings: &PoolSettings,
 ) -> Result<TdsPool, DbError> {
+    use_ring_for_tls();
     let config =
         super::sqlserver_config::connect_config(target).map_err(|message| DbError::Connection {
             database: name.to_owned(),
