@@ -76,6 +76,9 @@ async fn connect(url: &str) -> Client {
         .unwrap_or_else(|e| panic!("cannot log in to the SQL Server in {MSSQL_URL_VAR}: {e}"))
 }
 
+/// Serialises database creation and removal (see `MsDatabase::create`).
+static CATALOG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl MsDatabase {
     pub fn create(test: &str) -> Option<MsDatabase> {
         let server_url = mssql_url(test)?;
@@ -83,6 +86,9 @@ impl MsDatabase {
             "fh_test_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
+        // One CREATE/DROP DATABASE at a time: Babelfish's catalog fails concurrent ones with
+        // "tuple concurrently updated" (tests run in parallel threads).
+        let _one_at_a_time = CATALOG.lock().unwrap_or_else(|e| e.into_inner());
         block_on(async {
             let mut admin = connect(&server_url).await;
             admin
@@ -145,6 +151,15 @@ impl MsDatabase {
         })
     }
 
+    /// Whether the server is Babelfish for PostgreSQL rather than SQL Server.
+    pub fn is_babelfish(&self) -> bool {
+        let version = self.column("SELECT @@VERSION");
+        version
+            .first()
+            .and_then(|v| v.as_deref())
+            .is_some_and(|v| v.contains("Babelfish"))
+    }
+
     pub fn count(&self, from: &str) -> i64 {
         self.column(&format!(
             "SELECT CAST(COUNT(*) AS NVARCHAR(20)) FROM {from}"
@@ -159,6 +174,7 @@ impl MsDatabase {
 impl Drop for MsDatabase {
     fn drop(&mut self) {
         let (url, name) = (self.server_url.clone(), self.name.clone());
+        let _one_at_a_time = CATALOG.lock().unwrap_or_else(|e| e.into_inner());
         block_on(async move {
             let mut admin = connect(&url).await;
             let _ = admin

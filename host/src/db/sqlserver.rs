@@ -7,6 +7,7 @@
 //! again. Statements run through `sp_executesql`, whose scope ends `#temp` tables and `SET`
 //! options a statement created.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, Object, RecycleError, RecycleResult};
@@ -445,8 +446,16 @@ fn query<'a>(
     stmt: &'a Statement,
     values: &[&Value],
 ) -> Result<tiberius::Query<'a>, DbError> {
-    let mut query = tiberius::Query::new(&*stmt.sql);
-    for (i, value) in values.iter().enumerate() {
+    let (sql, nulls_inlined) = match super::sqlserver_types::inline_nulls(&stmt.sql, values) {
+        Some(sql) => (Cow::Owned(sql), true),
+        None => (Cow::Borrowed(&*stmt.sql), false),
+    };
+    let mut query = tiberius::Query::new(sql);
+    let bound = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !(nulls_inlined && matches!(v, Value::Null)));
+    for (i, value) in bound {
         let data = param(value)
             .map_err(|e| DbError::conversion(db.name(), format!("parameter @P{}: {e}", i + 1)))?;
         query.bind(data);

@@ -8,16 +8,74 @@
 //! writing `CAST(:p AS varchar(n))` (README: SQL Server).
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use tiberius::{ColumnData, ColumnType, FromSql, IntoSql, numeric::Numeric};
 
 use super::temporal;
 use crate::bindings::types::Value;
+use crate::sql::Backend;
+use crate::sql::lexer::{self, TokenKind};
 
 /// Money arrives from tiberius as `f64` (value / 10⁴); below 2⁵³ / 10⁴ rounding to four places
 /// gives back the exact value, above it the last digits are gone.
 const MONEY_EXACT_LIMIT: f64 = 9_007_199_254_740_992.0 / 10_000.0;
+
+/// `sql` with every `@Pn` whose value is `null` written as the literal `NULL` and the other
+/// parameters renumbered from `@P1` in order, so the non-null values bind as they come; `None`
+/// when nothing is null (or the lexer cannot read the statement: then it goes as it is and the
+/// server reports its error).
+///
+/// tiberius sends an untyped NULL (TDS type 0x1F) for a null parameter, which SQL Server takes
+/// as the declared `nvarchar` but Babelfish refuses ("Data type 0x1F is unknown"). A literal
+/// `NULL` works on both and converts to every column type, binary ones included, which
+/// `nvarchar` NULL does not. `@Pn` inside strings, comments and `[ident]` is left alone (the
+/// lexer sees it as text), and so is any other variable.
+pub fn inline_nulls(sql: &str, values: &[&Value]) -> Option<String> {
+    if !values.iter().any(|v| matches!(v, Value::Null)) {
+        return None;
+    }
+    // New number of each parameter (1-based), or None where the value is null.
+    let mut kept = 0;
+    let renumbered: Vec<Option<usize>> = values
+        .iter()
+        .map(|v| {
+            (!matches!(v, Value::Null)).then(|| {
+                kept += 1;
+                kept
+            })
+        })
+        .collect();
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut copied = 0;
+    for token in lexer::tokens(sql, Backend::SqlServer) {
+        let Ok(token) = token else {
+            return None;
+        };
+        if token.kind != TokenKind::Variable {
+            continue;
+        }
+        let text = token.text(sql);
+        let Some(n) = text
+            .strip_prefix("@P")
+            .and_then(|d| d.parse::<usize>().ok())
+            .filter(|n| (1..=values.len()).contains(n))
+        else {
+            continue;
+        };
+        out.push_str(&sql[copied..token.start]);
+        match renumbered[n - 1] {
+            Some(new) => {
+                let _ = write!(out, "@P{new}");
+            }
+            None => out.push_str("NULL"),
+        }
+        copied = token.end;
+    }
+    out.push_str(&sql[copied..]);
+    Some(out)
+}
 
 /// The value as a typed SQL Server parameter.
 pub fn param(value: &Value) -> Result<ColumnData<'static>, String> {
@@ -372,5 +430,29 @@ mod tests {
         for v in bad {
             assert!(param(&v).is_err(), "{v:?}");
         }
+    }
+
+    #[test]
+    fn null_parameters_become_literals_and_the_rest_are_renumbered() {
+        let (one, null, two) = (Value::Int(1), Value::Null, Value::Text("x".into()));
+        let sql = inline_nulls(
+            "INSERT INTO t (a, b, c) VALUES (@P1, @P2, @P3); SELECT @P2, @P3",
+            &[&one, &null, &two],
+        );
+        assert_eq!(
+            sql.as_deref(),
+            Some("INSERT INTO t (a, b, c) VALUES (@P1, NULL, @P2); SELECT NULL, @P2")
+        );
+        // Strings, comments, bracketed names and other variables are not parameters.
+        let sql = inline_nulls(
+            "SELECT '@P1', N'@P1', [@P1], @P10, @other /* @P1 */ -- @P1\n, @P1",
+            &[&null],
+        );
+        assert_eq!(
+            sql.as_deref(),
+            Some("SELECT '@P1', N'@P1', [@P1], @P10, @other /* @P1 */ -- @P1\n, NULL")
+        );
+        // Without a null the statement is bound as it is.
+        assert_eq!(inline_nulls("SELECT @P1, @P2", &[&one, &two]), None);
     }
 }
