@@ -10,7 +10,7 @@ WASM_TARGET := wasm32-wasip2
 GUEST_DIR   := target/guests
 GUEST_OUT   := $(GUEST_DIR)/$(WASM_TARGET)/release
 
-.PHONY: run test deps wasm-target flows build lint bench bench-migrate fuzz
+.PHONY: run test deps wasm-target flows build lint bench bench-migrate bench-mssql fuzz
 
 run: flows build
 	./target/release/flowhost run flows/rpa1.wasm
@@ -48,6 +48,10 @@ bench: deps
 bench-migrate: deps
 	$(CARGO) build --release -p flowhost --bin flowhost
 	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example migrate_bench
+
+# SQL Server execute-batch: multi-row INSERT vs tiberius bulk load, on FLOWHOST_TEST_MSSQL_URL.
+bench-mssql: deps
+	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example mssql_batch_bench
 
 lint:
 	$(CARGO) fmt --all --check

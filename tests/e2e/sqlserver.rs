@@ -223,6 +223,96 @@ fn transactions_commit_roll_back_and_roll_back_on_drop_on_sql_server() {
 }
 
 #[test]
+fn a_batch_is_bulk_loaded_with_the_semantics_of_insert() {
+    let db = require_mssql!("a_batch_is_bulk_loaded_with_the_semantics_of_insert");
+    let columns = "id INT PRIMARY KEY, name NVARCHAR(100) NULL, \
+        qty SMALLINT NOT NULL CHECK (qty >= 0), flag BIT NULL, \
+        tag NVARCHAR(10) NULL DEFAULT N'dflt', blob VARBINARY(MAX) NULL";
+    db.exec(&format!(
+        "CREATE TABLE b ({columns}); CREATE TABLE plain ({columns});
+         CREATE TABLE b_audit (n INT NOT NULL);
+         EXEC('CREATE TRIGGER trg_b ON b AFTER INSERT AS \
+               INSERT INTO b_audit (n) SELECT COUNT(*) FROM inserted');"
+    ));
+    let project = lab_project(&db, "");
+    let insert = |table: &str| {
+        format!(
+            "INSERT INTO {table} (id, name, qty, flag, tag, blob) \
+             VALUES (:id, :name, :qty, :flag, :tag, :blob)"
+        )
+    };
+    let set = |id: i64, qty: i64| {
+        json!({
+            "id": v("int", json!(id)),
+            "name": v("text", json!(format!("{UNICODE} {id}"))),
+            "qty": v("int", json!(qty)),
+            "flag": if id % 2 == 0 { v("boolean", json!(true)) } else { v("null", json!(null)) },
+            "tag": v("null", json!(null)),
+            "blob": v("bytes", json!([id % 256, 0])),
+        })
+    };
+    let good: Vec<Value> = (1..=2000).map(|id| set(id, id % 7)).collect();
+    // The second batch breaks the CHECK constraint in its fourth set.
+    let bad: Vec<Value> = (3001..=3010)
+        .map(|id| set(id, if id == 3004 { -1 } else { 1 }))
+        .collect();
+    let mut steps = Vec::new();
+    for table in ["b", "plain"] {
+        steps.push(json!({ "op": "batch", "db": "lab", "sql": insert(table), "param_sets": good }));
+        steps.push(json!({ "op": "batch", "db": "lab", "sql": insert(table), "param_sets": bad }));
+    }
+    let results = probe_results(&project.run_probe(&[("lab", "read-write")], json!(steps)));
+    for (i, table) in ["b", "plain"].iter().enumerate() {
+        assert!(
+            results[2 * i]["error"].is_null(),
+            "{table}: {:?}",
+            results[2 * i]
+        );
+        assert_eq!(
+            db.count(table),
+            2000,
+            "{table}: the first batch whole, none of the second"
+        );
+        assert_eq!(
+            db.count(&format!("{table} WHERE tag IS NULL")),
+            2000,
+            "{table}: an explicit NULL is kept, not the default"
+        );
+        assert_eq!(db.count(&format!("{table} WHERE flag IS NULL")), 1000);
+        assert_eq!(
+            db.column(&format!("SELECT name FROM {table} WHERE id = 7")),
+            [Some(format!("{UNICODE} 7"))]
+        );
+        assert_eq!(
+            db.column(&format!(
+                "SELECT CASE WHEN blob = 0x0200 THEN N'same' ELSE N'differs' END FROM {table} \
+                 WHERE id = 258"
+            )),
+            [Some("same".to_owned())]
+        );
+        let err = results[2 * i + 1]["error"].to_string();
+        assert!(
+            err.contains("547") && err.contains("parameter set 3"),
+            "{table}: the CHECK violation (547) fails the batch, naming its set: {err}"
+        );
+    }
+    assert_eq!(
+        db.column("SELECT CAST(SUM(n) AS NVARCHAR(10)) FROM b_audit"),
+        [Some("2000".to_owned())],
+        "the trigger saw every row"
+    );
+    // One bulk load is one statement, so the trigger fired once; 349-row INSERTs would have
+    // fired it six times. Babelfish ignores FIRE_TRIGGERS, so there a table with triggers gets
+    // the INSERTs.
+    let fired = if db.is_babelfish() { 6 } else { 1 };
+    assert_eq!(
+        db.count("b_audit"),
+        fired,
+        "the trigger fired {fired} time(s)"
+    );
+}
+
+#[test]
 fn a_read_only_grant_on_sql_server_refuses_writes_and_changes_nothing() {
     let db = require_mssql!("a_read_only_grant_on_sql_server_refuses_writes_and_changes_nothing");
     db.exec(

@@ -73,6 +73,18 @@ pub trait DriverConn: Send + Debug {
         values: &'a [&'a Value],
     ) -> BoxFuture<'a, Result<u64, DbError>>;
 
+    /// Writes `rows` of `stmt`, a one-row `INSERT ... VALUES`, through the backend's bulk path
+    /// when it has one with INSERT's semantics and the statement and values suit it. `None`:
+    /// nothing was written, send multi-row INSERTs. Runs inside the batch's transaction.
+    fn bulk_insert<'a>(
+        &'a mut self,
+        _db: &'a Database,
+        _stmt: &'a Statement,
+        _rows: &'a [Vec<&'a Value>],
+    ) -> BoxFuture<'a, Option<Result<u64, DbError>>> {
+        Box::pin(async { None })
+    }
+
     /// Prepares a guest session: the statement timeout (never past the run's deadline) and, for
     /// a read-only grant, the database's own read-only mode where it has one.
     fn start_session<'a>(

@@ -14,6 +14,7 @@ mod session;
 pub mod sqlite;
 mod sqlite_session;
 pub mod sqlserver;
+mod sqlserver_bulk;
 mod sqlserver_config;
 mod sqlserver_session;
 pub mod sqlserver_types;
@@ -393,6 +394,17 @@ impl Conn {
         values: &[&Value],
     ) -> Result<u64, DbError> {
         self.0.execute(db, stmt, values).await
+    }
+
+    /// Writes the rows of a one-row INSERT by the backend's bulk path (see
+    /// [`DriverConn::bulk_insert`]); `None`: use multi-row INSERTs.
+    pub async fn bulk_insert(
+        &mut self,
+        db: &Database,
+        stmt: &Statement,
+        rows: &[Vec<&Value>],
+    ) -> Option<Result<u64, DbError>> {
+        self.0.bulk_insert(db, stmt, rows).await
     }
 
     /// Prepares a guest session on this connection: the statement timeout (never past the run's

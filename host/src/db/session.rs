@@ -340,7 +340,7 @@ impl Session {
             (
                 self.begin_sql().to_owned(),
                 Some(backend.commit_sql().to_owned()),
-                backend.rollback_sql().to_owned(),
+                backend.rollback_if_open_sql().to_owned(),
             )
         };
         let db = self.db.clone();
@@ -357,9 +357,18 @@ impl Session {
             _ => ValuesTemplate::parse(&stmt.sql, dialect),
         };
         let mut result = match &template {
-            Some(template) => insert_many_rows(conn, &db, template, &ordered).await,
+            Some(template) => match conn.bulk_insert(&db, &stmt, &ordered).await {
+                Some(written) => written,
+                None => insert_many_rows(conn, &db, template, &ordered).await,
+            },
             None => execute_each(conn, &db, &stmt, &ordered).await,
         };
+        if result.is_err() && !conn.is_usable() {
+            // The bulk path broke the connection mid-load; the server rolls its transaction
+            // back when it closes, and the session replaces it.
+            self.busy = false;
+            return result;
+        }
         if let (Some(_), Err(e)) = (&template, &result) {
             tracing::debug!(database = %db.name(), error = %e, "multi-row INSERT failed; retrying row by row");
             conn.run_raw(&db, &undo).await?;

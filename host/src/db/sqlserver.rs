@@ -351,7 +351,7 @@ impl TdsConn {
 
     /// Runs `work` against the connection under the statement deadline; a deadline passed or an
     /// I/O failure leaves the connection broken.
-    async fn guarded<T>(
+    pub(super) async fn guarded<T>(
         &mut self,
         db: &Database,
         work: impl AsyncFnOnce(&mut Client) -> Result<T, tiberius::error::Error>,
@@ -555,6 +555,15 @@ impl DriverConn for TdsConn {
             })
             .await
         })
+    }
+
+    fn bulk_insert<'a>(
+        &'a mut self,
+        db: &'a Database,
+        stmt: &'a Statement,
+        rows: &'a [Vec<&'a Value>],
+    ) -> BoxFuture<'a, Option<Result<u64, DbError>>> {
+        Box::pin(self.bulk_load(db, &stmt.sql, rows))
     }
 
     fn start_session<'a>(

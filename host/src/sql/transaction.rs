@@ -33,6 +33,15 @@ impl Backend {
         }
     }
 
+    /// Ends a transaction the host opened, which an error may already have ended on SQL Server
+    /// (a failed bulk load on Babelfish, XACT_ABORT), where a bare ROLLBACK then fails (3903).
+    pub fn rollback_if_open_sql(self) -> &'static str {
+        match self {
+            Backend::SqlServer => "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION",
+            _ => self.rollback_sql(),
+        }
+    }
+
     pub fn rollback_sql(self) -> &'static str {
         match self {
             Backend::SqlServer => "ROLLBACK TRANSACTION",
