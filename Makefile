@@ -39,9 +39,16 @@ flows: deps
 build: deps
 	$(CARGO) build --release --workspace
 
-# flowhost vs native sqlx on the same work, printed as a table (needs PostgreSQL, like test).
-bench: deps
+# flowhost vs native sqlx on the same work, printed as tables (needs PostgreSQL, like test):
+# in-process costs (host/examples/bench.rs), then whole rpa1 runs against a native sqlx program
+# and the Python/SQLAlchemy system, whose venv is set up here (host/examples/rpa1_bench.rs).
+BENCH_VENV := target/bench-venv
+bench: flows
 	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example bench
+	$(CARGO) build --release -p flowhost --bin flowhost -p rpa1-native
+	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -r bench/python/requirements.txt
+	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example rpa1_bench
 
 # `flowhost migrate` (the release binary, whole processes) vs psql applying the same 100 files,
 # and migrate validate/info over 1,000-10,000 files; prints tables (needs PostgreSQL and psql).
