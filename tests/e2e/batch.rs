@@ -47,10 +47,10 @@ fn a_batch_insert_travels_as_few_statements_and_keeps_one_statement_semantics() 
         db.column("SELECT note FROM counted WHERE id = 9000"),
         vec![Some("second".into())]
     );
-    // 2500 rows in 1000-row statements: 3; the upsert: one failed attempt (rolled back, so
-    // not counted) and then 2 single-row statements.
+    // 2500 rows in one statement of arrays (UNNEST); the upsert: one failed attempt (rolled
+    // back, so not counted) and then 2 single-row statements.
     assert_eq!(
         db.column("SELECT n::text FROM statements"),
-        vec![Some("5".into())]
+        vec![Some("3".into())]
     );
 }

@@ -142,6 +142,18 @@ pub(crate) fn round_trip_with(
     cases: &[(&str, Value, Value)],
     placeholder: impl Fn(&str) -> String,
 ) {
+    round_trip_by(project, create, cases, placeholder, false)
+}
+
+/// [`round_trip_with`], the two rows written by one `execute-batch` when `batch` (on
+/// PostgreSQL one statement of arrays, elsewhere a multi-row INSERT).
+fn round_trip_by(
+    project: &Project,
+    create: &str,
+    cases: &[(&str, Value, Value)],
+    placeholder: impl Fn(&str) -> String,
+    batch: bool,
+) {
     let columns: Vec<&str> = cases.iter().map(|c| c.0).collect();
     let insert = format!(
         "INSERT INTO vals (id, {}) VALUES (:id, {})",
@@ -161,20 +173,26 @@ pub(crate) fn round_trip_with(
         nulls.insert(column.to_string(), v("null", Value::Null));
     }
     let select = format!("SELECT {} FROM vals WHERE id = $1", columns.join(", "));
-    let results = probe_results(&project.run_probe(
-        &[("lab", "read-write")],
-        json!([
-            { "op": "execute", "db": "lab", "sql": create },
-            { "op": "execute", "db": "lab", "sql": insert, "params": full },
-            { "op": "execute", "db": "lab", "sql": insert, "params": nulls },
-            { "op": "query", "db": "lab", "sql": select, "params": [v("int", json!(1))] },
-            { "op": "query", "db": "lab", "sql": select, "params": [v("int", json!(2))] },
-        ]),
-    ));
-    for (i, r) in results.iter().enumerate().take(3) {
+    let mut steps = vec![json!({ "op": "execute", "db": "lab", "sql": create })];
+    if batch {
+        steps.push(
+            json!({ "op": "batch", "db": "lab", "sql": insert, "param_sets": [full, nulls] }),
+        );
+    } else {
+        steps.push(json!({ "op": "execute", "db": "lab", "sql": insert, "params": full }));
+        steps.push(json!({ "op": "execute", "db": "lab", "sql": insert, "params": nulls }));
+    }
+    let writes = steps.len();
+    for id in [1, 2] {
+        steps.push(
+            json!({ "op": "query", "db": "lab", "sql": select, "params": [v("int", json!(id))] }),
+        );
+    }
+    let results = probe_results(&project.run_probe(&[("lab", "read-write")], json!(steps)));
+    for (i, r) in results.iter().enumerate().take(writes) {
         assert!(r.get("ok").is_some(), "step {i} failed: {r}");
     }
-    let row = &results[3]["ok"]["rows"][0];
+    let row = &results[writes]["ok"]["rows"][0];
     for (i, (column, _, expected)) in cases.iter().enumerate() {
         let got = &row[i];
         if expected["t"] == "json" {
@@ -187,7 +205,7 @@ pub(crate) fn round_trip_with(
             assert_eq!(got, expected, "column {column}");
         }
     }
-    let null_row = results[4]["ok"]["rows"][0].as_array().unwrap();
+    let null_row = results[writes + 1]["ok"]["rows"][0].as_array().unwrap();
     assert_eq!(null_row.len(), cases.len());
     for (i, cell) in null_row.iter().enumerate() {
         assert_eq!(
@@ -217,6 +235,21 @@ fn every_value_case_round_trips_on_postgresql() {
          f4 real, f8 double precision, n numeric, n2 numeric(10,3), t text, vc varchar(50), \
          by bytea, u uuid, d date, tm time, ts timestamp, tz timestamptz, j json, jb jsonb)",
         &postgres_cases(),
+    );
+}
+
+#[test]
+fn every_value_case_round_trips_through_a_batch_on_postgresql() {
+    let db = PgDatabase::create();
+    let project = postgres_project(&db);
+    round_trip_by(
+        &project,
+        "CREATE TABLE vals (id int PRIMARY KEY, b boolean, i2 smallint, i4 integer, i8 bigint, \
+         f4 real, f8 double precision, n numeric, n2 numeric(10,3), t text, vc varchar(50), \
+         by bytea, u uuid, d date, tm time, ts timestamp, tz timestamptz, j json, jb jsonb)",
+        &postgres_cases(),
+        |c| format!(":{c}"),
+        true,
     );
 }
 

@@ -9,6 +9,7 @@ mod error;
 mod host_sql;
 pub mod numeric;
 pub mod postgres;
+mod postgres_arrays;
 mod postgres_session;
 mod session;
 pub mod sqlite;

@@ -93,7 +93,7 @@ pub fn pool(
 }
 
 /// Prepares (cached per connection) and binds `values` by the types the server inferred.
-async fn bind(
+pub(super) async fn bind(
     conn: &mut PgConnection,
     db: &Database,
     stmt: &Statement,
@@ -364,6 +364,15 @@ fn describe(value: &Value) -> String {
 }
 
 /// Writes `value` in the binary format of `target`.
+/// `value` in the binary format of `target` (a domain as its base type), never NULL.
+pub(super) fn encode_param(
+    value: &Value,
+    target: &PgTypeInfo,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
+    encode_as(value, &base_type(target), buf)
+}
+
 fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<(), String> {
     let cannot = || format!("cannot convert {} to {}", describe(value), target.name());
     let as_text = || -> Option<String> {

@@ -374,6 +374,17 @@ impl DriverConn for PoolConnection<Postgres> {
         Box::pin(super::postgres::execute(self, db, stmt, values))
     }
 
+    fn bulk_insert<'a>(
+        &'a mut self,
+        db: &'a Database,
+        stmt: &'a Statement,
+        rows: &'a [Vec<&'a Value>],
+    ) -> BoxFuture<'a, Option<Result<u64, DbError>>> {
+        Box::pin(super::postgres_arrays::insert_as_arrays(
+            self, db, stmt, rows,
+        ))
+    }
+
     fn start_session<'a>(
         &'a mut self,
         db: &'a Database,

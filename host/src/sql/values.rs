@@ -111,6 +111,35 @@ impl ValuesTemplate {
         })
     }
 
+    /// For a row that is exactly its placeholders in order, `($1, $2, ..., $n)`: the statement
+    /// before `VALUES`, the number of columns, and what follows the row. Such rows can travel
+    /// as one array per column (`SELECT * FROM UNNEST(...)`) instead of as VALUES rows.
+    pub fn plain_row(&self) -> Option<(&str, usize, &str)> {
+        let n = self.params_per_row;
+        if !self.sequential || n == 0 || self.row.len() != 2 * n + 1 {
+            return None;
+        }
+        let last = self.row.len() - 1;
+        for (i, piece) in self.row.iter().enumerate() {
+            if let Piece::Text(text) = piece {
+                let expected = match i {
+                    0 => "(",
+                    i if i == last => ")",
+                    _ => ",",
+                };
+                if text.trim() != expected {
+                    return None;
+                }
+            }
+        }
+        let head = self.head.trim_end();
+        let cut = head.len().checked_sub("VALUES".len())?;
+        let keyword = head.get(cut..)?;
+        let before = &head[..cut];
+        let separated = before.ends_with(|c: char| c.is_whitespace() || c == ')');
+        (keyword.eq_ignore_ascii_case("VALUES") && separated).then_some((before, n, &self.tail))
+    }
+
     /// How many parameters one row binds.
     pub fn params_per_row(&self) -> usize {
         self.params_per_row
@@ -226,5 +255,36 @@ mod tests {
             t.render(2, Backend::Sqlite),
             "INSERT INTO t VALUES (1), (1)"
         );
+    }
+
+    #[test]
+    fn only_a_row_of_its_placeholders_in_order_travels_as_arrays() {
+        let plain = |sql: &str| {
+            ValuesTemplate::parse(sql, Backend::Postgres).and_then(|t| {
+                t.plain_row()
+                    .map(|(h, n, tail)| (h.to_owned(), n, tail.to_owned()))
+            })
+        };
+        assert_eq!(
+            plain("INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT (a) DO NOTHING"),
+            Some((
+                "INSERT INTO t (a, b) ".to_owned(),
+                2,
+                " ON CONFLICT (a) DO NOTHING".to_owned()
+            ))
+        );
+        assert_eq!(
+            plain("insert into t values($1)"),
+            Some(("insert into t ".to_owned(), 1, String::new()))
+        );
+        for other in [
+            "INSERT INTO t (a, b) VALUES ($2, $1)",
+            "INSERT INTO t (a, b) VALUES ($1, now())",
+            "INSERT INTO t (a, b) VALUES ($1, $1)",
+            "INSERT INTO t (a, b) VALUES ($1, lower($2))",
+            "INSERT INTO t (a) VALUES (1)",
+        ] {
+            assert_eq!(plain(other), None, "{other}");
+        }
     }
 }
