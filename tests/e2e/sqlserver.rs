@@ -610,6 +610,49 @@ fn undo_and_baseline_work_on_sql_server() {
 }
 
 #[test]
+fn a_statement_past_its_timeout_is_stopped_and_the_next_one_runs() {
+    let db = require_mssql!("a_statement_past_its_timeout_is_stopped_and_the_next_one_runs");
+    // A query that runs for minutes: a cross join counted row by row (Babelfish has no WAITFOR).
+    db.exec(
+        "CREATE TABLE n (i INT NOT NULL);
+         WITH d AS (SELECT 0 AS x UNION ALL SELECT x + 1 FROM d WHERE x < 999)
+         INSERT INTO n SELECT x FROM d OPTION (MAXRECURSION 1000);",
+    );
+    let project = lab_project(&db, "");
+    // Had the statement limit not held, the run's own limit would have ended it with no
+    // result for the second step.
+    let results = probe_results(&project.run_probe_with(
+        "timeout-seconds = 30\nstatement-timeout-seconds = 2",
+        &[("lab", "read-write")],
+        json!([
+            { "op": "query", "db": "lab", "sql":
+              "SELECT COUNT_BIG(*) FROM n a CROSS JOIN n b CROSS JOIN n c WHERE a.i + b.i + c.i >= 0" },
+            { "op": "query", "db": "lab", "sql": "SELECT 7 AS after" },
+        ]),
+    ));
+    assert_eq!(
+        results[0]["error"]["kind"], "timeout",
+        "the long query is stopped: {results:?}"
+    );
+    assert_eq!(results[1]["ok"]["rows"][0][0]["v"], 7, "{results:?}");
+    if db.is_babelfish() {
+        eprintln!(
+            "note: a_statement_past_its_timeout_is_stopped_and_the_next_one_runs: the server is \
+             Babelfish, which has no sys.dm_exec_requests: not checked that the query is gone"
+        );
+        return;
+    }
+    assert_eq!(
+        db.count(
+            "sys.dm_exec_requests r WHERE r.session_id <> @@SPID AND r.command LIKE '%SELECT%' \
+             AND r.database_id = DB_ID()"
+        ),
+        0,
+        "the stopped query is not still running on the server"
+    );
+}
+
+#[test]
 fn four_concurrent_migrators_apply_each_tsql_migration_once() {
     let db = require_mssql!("four_concurrent_migrators_apply_each_tsql_migration_once");
     let project = lab_project(&db, "");
