@@ -653,6 +653,36 @@ fn a_statement_past_its_timeout_is_stopped_and_the_next_one_runs() {
 }
 
 #[test]
+fn a_sysadmin_login_is_warned_about_and_refused_when_asked() {
+    let db = require_mssql!("a_sysadmin_login_is_warned_about_and_refused_when_asked");
+    let sysadmin = db.column("SELECT CAST(IS_SRVROLEMEMBER('sysadmin') AS NVARCHAR(2))");
+    if sysadmin != [Some("1".to_owned())] {
+        eprintln!(
+            "skipped a_sysadmin_login_is_warned_about_and_refused_when_asked: the login in \
+             FLOWHOST_TEST_MSSQL_URL is not in sysadmin"
+        );
+        return;
+    }
+    let step = json!([{ "op": "query", "db": "lab", "sql": "SELECT 1 AS one" }]);
+    let warned = lab_project(&db, "").run_probe(&[("lab", "read-only")], step.clone());
+    assert!(
+        stderr(&warned).contains("is a member of sysadmin"),
+        "a warning: {}",
+        stderr(&warned)
+    );
+    assert_eq!(probe_results(&warned)[0]["ok"]["rows"][0][0]["v"], 1);
+    let refused = lab_project(&db, "DEVELOPMENT_GLOBAL_LAB_REFUSE_PRIVILEGED_ROLE=true\n")
+        .run_probe(&[("lab", "read-only")], step);
+    let results = probe_results(&refused);
+    let err = results[0]["error"].to_string();
+    assert!(
+        err.contains("sysadmin") && err.contains("REFUSE_PRIVILEGED_ROLE"),
+        "refused, saying why: {err}"
+    );
+    assert_no_secret(&db, &refused);
+}
+
+#[test]
 fn four_concurrent_migrators_apply_each_tsql_migration_once() {
     let db = require_mssql!("four_concurrent_migrators_apply_each_tsql_migration_once");
     let project = lab_project(&db, "");

@@ -198,9 +198,18 @@ impl Database {
     /// REFUSE_PRIVILEGED_ROLE is set.
     pub fn privileged_role(&self, role: &str, what: &str) -> Result<(), DbError> {
         use std::sync::atomic::Ordering;
-        let advice = "connect flows as a role without superuser and without \
-            pg_read_server_files, pg_write_server_files and pg_execute_server_program (for \
-            read-only grants, a role that can only read: READONLY_CONNECTION_STRING)";
+        let advice = match self.backend() {
+            Backend::SqlServer => {
+                "connect flows as a login outside sysadmin, with only the database rights \
+                 they need (for read-only grants, a login that can only read: \
+                 READONLY_CONNECTION_STRING)"
+            }
+            _ => {
+                "connect flows as a role without superuser and without pg_read_server_files, \
+                 pg_write_server_files and pg_execute_server_program (for read-only grants, a \
+                 role that can only read: READONLY_CONNECTION_STRING)"
+            }
+        };
         if self.refuse_privileged {
             return Err(DbError::Connection {
                 database: self.name.clone(),

@@ -47,11 +47,15 @@ struct Baseline {
     options: i64,
 }
 
-/// Reads the baseline (and `@@TRANCOUNT`, which must be 0) in one round trip.
+/// Reads the baseline (and `@@TRANCOUNT`, which must be 0, and whether the login is sysadmin)
+/// in one round trip.
 const STATE_SQL: &str = "SELECT CAST(@@TRANCOUNT AS INT), SUSER_SNAME(), USER_NAME(), DB_NAME(), \
-    CAST(@@OPTIONS AS INT), CAST(@@SPID AS INT)";
+    CAST(@@OPTIONS AS INT), CAST(@@SPID AS INT), CAST(IS_SRVROLEMEMBER('sysadmin') AS INT)";
 
-async fn read_state(conn: &mut TdsConn, db: &Database) -> Result<(i32, Baseline, i32), DbError> {
+/// What a session starts with: `@@TRANCOUNT`, the baseline, `@@SPID`, sysadmin membership.
+type State = (i32, Baseline, i32, bool);
+
+async fn read_state(conn: &mut TdsConn, db: &Database) -> Result<State, DbError> {
     let rows = conn.host_rows(db, STATE_SQL).await?;
     let row = rows
         .first()
@@ -67,6 +71,7 @@ async fn read_state(conn: &mut TdsConn, db: &Database) -> Result<(i32, Baseline,
             options: int(4).into(),
         },
         int(5),
+        int(6) == 1,
     ))
 }
 
@@ -77,7 +82,10 @@ pub async fn start_session(
     db: &Database,
     read_only: bool,
 ) -> Result<ServerSession, DbError> {
-    let (trancount, baseline, spid) = read_state(conn, db).await?;
+    let (trancount, baseline, spid, sysadmin) = read_state(conn, db).await?;
+    if sysadmin {
+        db.privileged_role(&baseline.login, "is a member of sysadmin")?;
+    }
     if trancount != 0 {
         return Err(DbError::Connection {
             database: db.name().to_owned(),
@@ -127,7 +135,7 @@ pub async fn reset_session(conn: &mut TdsConn, db: &Database) -> Result<(), Stri
     )
     .await
     .map_err(|e| format!("the reset failed: {e}"))?;
-    let (trancount, now, _) = read_state(conn, db)
+    let (trancount, now, _, _) = read_state(conn, db)
         .await
         .map_err(|e| format!("the session check failed: {e}"))?;
     if trancount != 0 {
