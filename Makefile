@@ -44,8 +44,8 @@ build: deps
 # and the Python/SQLAlchemy system, whose venv is set up here (host/examples/rpa1_bench.rs).
 BENCH_VENV := target/bench-venv
 bench: flows
-	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example bench
 	$(CARGO) build --release -p flowhost --bin flowhost -p rpa1-native
+	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example bench
 	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q -r bench/python/requirements.txt
 	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example rpa1_bench

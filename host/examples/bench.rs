@@ -74,7 +74,61 @@ fn main() {
             .await
             .unwrap();
         print_table(&table);
+        print_noop(&probe, dir.path()).await;
     });
+}
+
+/// A flow that does nothing, granted no database: what a run costs by itself, in process
+/// (instantiate, call, drop; component cache warm) and as a whole `flowhost run` process.
+async fn print_noop(probe: &Path, dir: &Path) {
+    const IN_PROCESS: usize = 200;
+    const PROCESSES: usize = 30;
+    let host = host_for("sqlite::memory:", dir);
+    let manifest = Manifest::parse("[flow]\nname = \"noop\"\n", dir.join("noop.toml")).unwrap();
+    let request = RunRequest {
+        component: probe.to_owned(),
+        manifest,
+        input: json!({ "steps": [] }).to_string(),
+    };
+    let mut in_process = Vec::new();
+    for _ in 0..=IN_PROCESS {
+        let started = Instant::now();
+        let record = host.run(&request).await.expect("run starts");
+        in_process.push(started.elapsed());
+        assert_eq!(record.status, RunStatus::Succeeded, "{:?}", record.error);
+    }
+    host.shutdown().await;
+    std::fs::write(dir.join("noop.toml"), "[flow]\nname = \"noop\"\n").unwrap();
+    std::fs::write(dir.join("noop.json"), r#"{"steps": []}"#).unwrap();
+    let component = dir.join("noop.wasm");
+    std::fs::copy(probe, &component).unwrap();
+    let flowhost = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/flowhost");
+    let mut processes = Vec::new();
+    for _ in 0..=PROCESSES {
+        let started = Instant::now();
+        let status = std::process::Command::new(&flowhost)
+            .current_dir(dir)
+            .args(["run", "noop.wasm", "--input-file", "noop.json", "-q"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run the flowhost binary (make bench builds it)");
+        processes.push(started.elapsed());
+        assert!(status.success(), "flowhost run of the no-op flow failed");
+    }
+    let median = |mut times: Vec<Duration>| {
+        times.remove(0); // the first fills the component cache
+        times.sort();
+        times[times.len() / 2]
+    };
+    println!("\nA no-op flow, no database, component cache warm (median)\n");
+    println!(
+        "  in process: instantiate, call, drop ({IN_PROCESS} runs)  {:.1} µs   (goal < 25 µs)",
+        median(in_process).as_secs_f64() * 1e6
+    );
+    println!(
+        "  whole process: flowhost run ({PROCESSES} runs)          {:.2} ms  (goal < 20 ms)",
+        median(processes).as_secs_f64() * 1e3
+    );
 }
 
 struct Line {
