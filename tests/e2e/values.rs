@@ -216,6 +216,12 @@ fn round_trip_by(
     }
 }
 
+/// The table every PostgreSQL value case goes into.
+const POSTGRES_VALS: &str = "CREATE TABLE vals (id int PRIMARY KEY, b boolean, i2 smallint, \
+    i4 integer, i8 bigint, f4 real, f8 double precision, n numeric, n2 numeric(10,3), t text, \
+    vc varchar(50), by bytea, u uuid, d date, tm time, ts timestamp, tz timestamptz, j json, \
+    jb jsonb)";
+
 fn postgres_project(db: &PgDatabase) -> Project {
     let project = Project::new();
     project.write(
@@ -229,13 +235,7 @@ fn postgres_project(db: &PgDatabase) -> Project {
 fn every_value_case_round_trips_on_postgresql() {
     let db = PgDatabase::create();
     let project = postgres_project(&db);
-    round_trip(
-        &project,
-        "CREATE TABLE vals (id int PRIMARY KEY, b boolean, i2 smallint, i4 integer, i8 bigint, \
-         f4 real, f8 double precision, n numeric, n2 numeric(10,3), t text, vc varchar(50), \
-         by bytea, u uuid, d date, tm time, ts timestamp, tz timestamptz, j json, jb jsonb)",
-        &postgres_cases(),
-    );
+    round_trip(&project, POSTGRES_VALS, &postgres_cases());
 }
 
 #[test]
@@ -244,9 +244,7 @@ fn every_value_case_round_trips_through_a_batch_on_postgresql() {
     let project = postgres_project(&db);
     round_trip_by(
         &project,
-        "CREATE TABLE vals (id int PRIMARY KEY, b boolean, i2 smallint, i4 integer, i8 bigint, \
-         f4 real, f8 double precision, n numeric, n2 numeric(10,3), t text, vc varchar(50), \
-         by bytea, u uuid, d date, tm time, ts timestamp, tz timestamptz, j json, jb jsonb)",
+        POSTGRES_VALS,
         &postgres_cases(),
         |c| format!(":{c}"),
         true,
