@@ -3,8 +3,9 @@
 use crate::bindings::flowhost::flow::database;
 use crate::bindings::flowhost::flow::types::{Column, Value};
 use crate::db::Conn;
-use crate::decode::decode_row;
+use crate::decode::decode_packed_row;
 use crate::error::Error;
+use crate::packed::PackedBatch;
 use serde::de::DeserializeOwned;
 use std::cell::OnceCell;
 use std::marker::PhantomData;
@@ -120,6 +121,20 @@ impl Cursor {
         Ok(Some(batch))
     }
 
+    /// The next batch packed (`next-packed`), or `None` once the result is exhausted.
+    fn next_packed(&mut self) -> Result<Option<PackedBatch>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let buf = self
+            .raw
+            .next_packed(self.batch_size)
+            .map_err(|e| self.conn.error(e))?;
+        let batch = PackedBatch::new(buf)?;
+        self.done = batch.is_none();
+        Ok(batch)
+    }
+
     /// Iterates over the rows' values. After an error the iterator ends.
     ///
     /// ```no_run
@@ -153,7 +168,9 @@ impl Cursor {
         // Fetch the columns up front: every row's decoding needs them.
         self.columns();
         RowsAs {
-            stream: Stream::new(self),
+            cursor: self,
+            batch: None,
+            failed: false,
             _item: PhantomData,
         }
     }
@@ -226,8 +243,13 @@ impl Iterator for RowIter {
 ///     .collect::<Result<_, _>>()?;
 /// # Ok(()) }
 /// ```
+///
+/// Rows arrive packed (`next-packed`): one buffer per batch, decoded in place, so a row costs
+/// only what `T` itself allocates.
 pub struct RowsAs<T> {
-    stream: Stream,
+    cursor: Cursor,
+    batch: Option<PackedBatch>,
+    failed: bool,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -235,7 +257,34 @@ impl<T: DeserializeOwned> Iterator for RowsAs<T> {
     type Item = Result<T, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let row = self.stream.next_row()?;
-        Some(row.and_then(|r| decode_row(self.stream.cursor.columns(), &r)))
+        loop {
+            if let Some(batch) = &mut self.batch {
+                match batch.next_row() {
+                    Some(Ok(row)) => return Some(decode_packed_row(self.cursor.columns(), row)),
+                    Some(Err(e)) => {
+                        self.failed = true;
+                        self.batch = None;
+                        return Some(Err(e.into()));
+                    }
+                    None => self.batch = None,
+                }
+            }
+            if self.failed {
+                return None;
+            }
+            match self.cursor.next_packed() {
+                Ok(Some(batch)) => self.batch = Some(batch),
+                Ok(None) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let buffered = self.batch.as_ref().map_or(0, |b| b.rows_left() as usize);
+        (buffered, None)
     }
 }

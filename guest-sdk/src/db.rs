@@ -7,6 +7,7 @@ use crate::bindings::flowhost::flow::types::{DbError as RawDbError, Params as Ra
 use crate::cursor::Cursor;
 use crate::decode::decode_row;
 use crate::error::{DbError, Error};
+use crate::pack::PackedRows;
 use crate::params::{IntoParams, Named};
 use crate::rows::Rows;
 use serde::Serialize;
@@ -39,6 +40,12 @@ trait Statements {
     fn raw_query(&self, sql: &str, params: &RawParams) -> Result<RowSet, RawDbError>;
     fn raw_execute(&self, sql: &str, params: &RawParams) -> Result<u64, RawDbError>;
     fn raw_execute_batch(&self, sql: &str, sets: &[RawParams]) -> Result<u64, RawDbError>;
+    fn raw_execute_batch_packed(
+        &self,
+        sql: &str,
+        names: &[String],
+        rows: &[u8],
+    ) -> Result<u64, RawDbError>;
     fn raw_cursor(&self, sql: &str, params: &RawParams) -> Result<database::Cursor, RawDbError>;
 }
 
@@ -103,7 +110,12 @@ fn execute_batch<T: Serialize>(s: &impl Statements, sql: &str, items: &[T]) -> R
     if items.is_empty() {
         return Ok(0);
     }
-    execute_batch_params(s, sql, items.iter().map(Named))
+    match PackedRows::pack(items) {
+        Some(rows) => s
+            .raw_execute_batch_packed(sql, &rows.names, &rows.buf)
+            .map_err(|e| s.conn().error(e)),
+        None => execute_batch_params(s, sql, items.iter().map(Named)),
+    }
 }
 
 fn cursor(s: &impl Statements, sql: &str, params: impl IntoParams) -> Result<Cursor, Error> {
@@ -497,6 +509,14 @@ impl Statements for Db {
     fn raw_execute_batch(&self, sql: &str, sets: &[RawParams]) -> Result<u64, RawDbError> {
         self.conn.raw.execute_batch(sql, sets)
     }
+    fn raw_execute_batch_packed(
+        &self,
+        sql: &str,
+        names: &[String],
+        rows: &[u8],
+    ) -> Result<u64, RawDbError> {
+        self.conn.raw.execute_batch_packed(sql, names, rows)
+    }
     fn raw_cursor(&self, sql: &str, params: &RawParams) -> Result<database::Cursor, RawDbError> {
         self.conn.raw.cursor(sql, params)
     }
@@ -514,6 +534,14 @@ impl Statements for Tx {
     }
     fn raw_execute_batch(&self, sql: &str, sets: &[RawParams]) -> Result<u64, RawDbError> {
         self.raw.execute_batch(sql, sets)
+    }
+    fn raw_execute_batch_packed(
+        &self,
+        sql: &str,
+        names: &[String],
+        rows: &[u8],
+    ) -> Result<u64, RawDbError> {
+        self.raw.execute_batch_packed(sql, names, rows)
     }
     fn raw_cursor(&self, sql: &str, params: &RawParams) -> Result<database::Cursor, RawDbError> {
         self.raw.cursor(sql, params)

@@ -3,6 +3,7 @@
 
 use crate::bindings::flowhost::flow::types::{Column, Value};
 use crate::error::Error;
+use crate::packed::{ValueRef, with_packed_row, with_value_refs};
 use serde::de::value::{SeqDeserializer, StrDeserializer};
 use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
@@ -60,7 +61,18 @@ pub(crate) fn decode_row<T: de::DeserializeOwned>(
     columns: &[Column],
     values: &[Value],
 ) -> Result<T, Error> {
-    T::deserialize(RowDe { columns, values }).map_err(Error::from)
+    with_value_refs(values, |values| T::deserialize(RowDe { columns, values })).map_err(Error::from)
+}
+
+/// Decodes one row of a packed batch (its values' bytes) into `T`, as [`decode_row`] does.
+pub(crate) fn decode_packed_row<T: de::DeserializeOwned>(
+    columns: &[Column],
+    row: &[u8],
+) -> Result<T, Error> {
+    with_packed_row(row, columns.len(), |values| {
+        T::deserialize(RowDe { columns, values })
+    })
+    .map_err(Error::from)
 }
 
 fn parse_json(text: &str) -> Result<serde_json::Value, DecodeError> {
@@ -74,7 +86,7 @@ fn json_err(e: serde_json::Error) -> DecodeError {
 /// One value: int → number, float → number, text-like cases and decimal → string, boolean →
 /// bool, null → unit/none, json → the parsed document, bytes → a sequence of u8.
 #[derive(Clone, Copy)]
-struct ValueDe<'de>(&'de Value);
+struct ValueDe<'de>(ValueRef<'de>);
 
 impl<'de> IntoDeserializer<'de, DecodeError> for ValueDe<'de> {
     type Deserializer = Self;
@@ -89,7 +101,7 @@ macro_rules! numeric_from_decimal {
     ($($method:ident => $visit:ident: $t:ty),*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
             match self.0 {
-                Value::Decimal(text) => match text.parse::<$t>() {
+                ValueRef::Decimal(text) => match text.parse::<$t>() {
                     Ok(n) => visitor.$visit(n),
                     Err(_) => Err(de::Error::custom(format!(
                         "decimal {text} does not fit {}", stringify!($t)
@@ -106,26 +118,26 @@ impl<'de> Deserializer<'de> for ValueDe<'de> {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
         match self.0 {
-            Value::Null => visitor.visit_unit(),
-            Value::Boolean(b) => visitor.visit_bool(*b),
-            Value::Int(i) => visitor.visit_i64(*i),
-            Value::Float(f) => visitor.visit_f64(*f),
-            Value::Decimal(s)
-            | Value::Text(s)
-            | Value::Uuid(s)
-            | Value::Date(s)
-            | Value::Time(s)
-            | Value::Timestamp(s)
-            | Value::TimestampTz(s) => visitor.visit_borrowed_str(s),
-            Value::Bytes(b) => visitor.visit_seq(SeqDeserializer::new(b.iter().copied())),
-            Value::Json(s) => parse_json(s)?.deserialize_any(visitor).map_err(json_err),
+            ValueRef::Null => visitor.visit_unit(),
+            ValueRef::Boolean(b) => visitor.visit_bool(b),
+            ValueRef::Int(i) => visitor.visit_i64(i),
+            ValueRef::Float(f) => visitor.visit_f64(f),
+            ValueRef::Decimal(s)
+            | ValueRef::Text(s)
+            | ValueRef::Uuid(s)
+            | ValueRef::Date(s)
+            | ValueRef::Time(s)
+            | ValueRef::Timestamp(s)
+            | ValueRef::TimestampTz(s) => visitor.visit_borrowed_str(s),
+            ValueRef::Bytes(b) => visitor.visit_seq(SeqDeserializer::new(b.iter().copied())),
+            ValueRef::Json(s) => parse_json(s)?.deserialize_any(visitor).map_err(json_err),
         }
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
         match self.0 {
-            Value::Null => visitor.visit_none(),
-            Value::Json(s) => parse_json(s)?.deserialize_option(visitor).map_err(json_err),
+            ValueRef::Null => visitor.visit_none(),
+            ValueRef::Json(s) => parse_json(s)?.deserialize_option(visitor).map_err(json_err),
             _ => visitor.visit_some(self),
         }
     }
@@ -145,7 +157,7 @@ impl<'de> Deserializer<'de> for ValueDe<'de> {
         visitor: V,
     ) -> Result<V::Value, DecodeError> {
         match self.0 {
-            Value::Json(s) => parse_json(s)?
+            ValueRef::Json(s) => parse_json(s)?
                 .deserialize_enum(name, variants, visitor)
                 .map_err(json_err),
             other => match other.as_str() {
@@ -157,7 +169,7 @@ impl<'de> Deserializer<'de> for ValueDe<'de> {
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
         match self.0 {
-            Value::Bytes(b) => visitor.visit_borrowed_bytes(b),
+            ValueRef::Bytes(b) => visitor.visit_borrowed_bytes(b),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -180,16 +192,17 @@ impl<'de> Deserializer<'de> for ValueDe<'de> {
     }
 }
 
-/// A whole row.
-struct RowDe<'de> {
-    columns: &'de [Column],
-    values: &'de [Value],
+/// A whole row: its columns, and its values borrowing `'de` (a row's own values, or a packed
+/// batch).
+struct RowDe<'r, 'de> {
+    columns: &'r [Column],
+    values: &'r [ValueRef<'de>],
 }
 
-impl<'de> RowDe<'de> {
-    fn single(&self) -> Result<(&'de str, ValueDe<'de>), DecodeError> {
+impl<'r, 'de> RowDe<'r, 'de> {
+    fn single(&self) -> Result<(&'r str, ValueDe<'de>), DecodeError> {
         match (self.columns, self.values) {
-            ([column], [value]) => Ok((column.name.as_str(), ValueDe(value))),
+            ([column], [value]) => Ok((column.name.as_str(), ValueDe(*value))),
             _ => Err(de::Error::custom(format!(
                 "a row of {} columns does not decode into a single value",
                 self.values.len()
@@ -197,9 +210,11 @@ impl<'de> RowDe<'de> {
         }
     }
 
-    fn fields(&self) -> KeyedMap<impl Iterator<Item = (&'de str, ValueDe<'de>)>, ValueDe<'de>> {
+    fn fields(
+        &self,
+    ) -> KeyedMap<&'r str, impl Iterator<Item = (&'r str, ValueDe<'de>)>, ValueDe<'de>> {
         let names = self.columns.iter().map(|c| c.name.as_str());
-        KeyedMap::new(names.zip(self.values.iter().map(ValueDe)))
+        KeyedMap::new(names.zip(self.values.iter().copied().map(ValueDe)))
     }
 }
 
@@ -213,7 +228,7 @@ macro_rules! via_single_column {
     )*};
 }
 
-impl<'de> Deserializer<'de> for RowDe<'de> {
+impl<'de> Deserializer<'de> for RowDe<'_, 'de> {
     type Error = DecodeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
@@ -320,12 +335,12 @@ impl<'de> Deserializer<'de> for RowDe<'de> {
     );
 }
 
-struct RowSeq<'de> {
-    row: RowDe<'de>,
+struct RowSeq<'r, 'de> {
+    row: RowDe<'r, 'de>,
     next: usize,
 }
 
-impl<'de> SeqAccess<'de> for RowSeq<'de> {
+impl<'de> SeqAccess<'de> for RowSeq<'_, 'de> {
     type Error = DecodeError;
 
     fn next_element_seed<S: DeserializeSeed<'de>>(
@@ -341,7 +356,7 @@ impl<'de> SeqAccess<'de> for RowSeq<'de> {
             .get(self.next)
             .map_or("", |c| c.name.as_str());
         self.next += 1;
-        seed.deserialize(ValueDe(value))
+        seed.deserialize(ValueDe(*value))
             .map(Some)
             .map_err(|e| DecodeError::at(name, e.message))
     }
@@ -351,14 +366,15 @@ impl<'de> SeqAccess<'de> for RowSeq<'de> {
     }
 }
 
-/// A map whose values are decoded lazily, so a failure can name its key.
-struct KeyedMap<I, D> {
+/// A map whose values are decoded lazily, so a failure can name its key (kept as given: a
+/// row's column names are borrowed, never copied per row).
+struct KeyedMap<K, I, D> {
     entries: I,
-    pending: Option<(String, D)>,
+    pending: Option<(K, D)>,
     len: usize,
 }
 
-impl<I: Iterator, D> KeyedMap<I, D> {
+impl<K, I: Iterator, D> KeyedMap<K, I, D> {
     fn new(entries: I) -> Self {
         let len = entries.size_hint().0;
         KeyedMap {
@@ -369,7 +385,7 @@ impl<I: Iterator, D> KeyedMap<I, D> {
     }
 }
 
-impl<'de, K, I, D> MapAccess<'de> for KeyedMap<I, D>
+impl<'de, K, I, D> MapAccess<'de> for KeyedMap<K, I, D>
 where
     K: AsRef<str>,
     I: Iterator<Item = (K, D)>,
@@ -385,8 +401,7 @@ where
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
-        let key = key.as_ref().to_owned();
-        let k = seed.deserialize(StrDeserializer::<DecodeError>::new(&key))?;
+        let k = seed.deserialize(StrDeserializer::<DecodeError>::new(key.as_ref()))?;
         self.pending = Some((key, value));
         Ok(Some(k))
     }
@@ -400,7 +415,7 @@ where
             .take()
             .expect("serde asks for a key before its value");
         seed.deserialize(value)
-            .map_err(|e| DecodeError::at(&key, e))
+            .map_err(|e| DecodeError::at(key.as_ref(), e))
     }
 
     fn size_hint(&self) -> Option<usize> {

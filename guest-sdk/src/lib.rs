@@ -92,6 +92,8 @@ mod decode;
 mod error;
 mod export;
 mod logging;
+mod pack;
+mod packed;
 mod params;
 mod rows;
 mod ser;

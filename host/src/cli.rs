@@ -339,6 +339,8 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
                     .unwrap_or_else(|| global.data_dir.join("cache")),
             ),
             fuel: manifest.limits.fuel.is_some(),
+            // One run per process: a pool of one reserves no more than the run uses.
+            max_concurrent_instances: Some(1),
         },
     )?;
     let request = RunRequest {

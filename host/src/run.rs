@@ -12,8 +12,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::db::DatabaseSet;
-use crate::manifest::Manifest;
+use tokio::sync::OnceCell;
+
+use crate::db::{Database, DatabaseSet};
+use crate::manifest::{self, Access, Manifest};
 use crate::migrate::{self, MigrateOptions};
 use crate::runtime::{FlowComponent, Grant, Runtime, RuntimeError, RuntimeOptions};
 
@@ -68,6 +70,19 @@ pub struct Host {
     /// Loaded components by path, with the file's length and modification time when loaded:
     /// a file that changes is loaded again, an unchanged one costs no read, hash or link.
     components: std::sync::Mutex<HashMap<PathBuf, (u64, std::time::SystemTime, FlowComponent)>>,
+    /// Grants already checked and migrated in this process (see [`GrantKey`]): a long-running
+    /// host pays the ping and the migration check once, not per run.
+    prepared: std::sync::Mutex<HashMap<GrantKey, Arc<OnceCell<()>>>>,
+}
+
+/// A grant as prepared: the database, the mode, and the migrations folder with a fingerprint
+/// of its files (names, sizes, modification times), so a migration added while the host runs
+/// is applied before the next run that owns the folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct GrantKey {
+    database: String,
+    access: Access,
+    migrations: Option<(PathBuf, u64)>,
 }
 
 impl Host {
@@ -76,6 +91,7 @@ impl Host {
             databases: DatabaseSet::new(config),
             runtime: Runtime::new(runtime)?,
             components: Default::default(),
+            prepared: Default::default(),
         })
     }
 
@@ -109,26 +125,21 @@ impl Host {
         let flow = manifest.flow.name.clone();
         let component = self.component(&request.component)?;
 
+        // Every grant's database is opened, checked and migrated at once: two databases cost
+        // the slower one's connection, not the sum.
+        let prepared = futures_util::future::join_all(
+            manifest
+                .databases
+                .iter()
+                .map(|(name, grant)| self.prepare_grant(name, grant)),
+        )
+        .await;
         let mut grants = HashMap::new();
         let mut migrations_applied = Vec::new();
-        let mut migrate_options = MigrateOptions::for_current_user();
-        migrate_options.placeholders = self
-            .databases
-            .config()
-            .placeholders()?
-            .map(migrate::Placeholders::new);
-        for (name, grant) in &manifest.databases {
-            let database = self.databases.for_grant(name, grant.access).await?;
-            database.ping().await?;
-            if let Some(dir) = &grant.migrations {
-                let report = migrate::migrate(&database, dir, &migrate_options).await?;
-                migrations_applied.extend(
-                    report
-                        .applied
-                        .iter()
-                        .map(|m| format!("{name}: {}", m.script)),
-                );
-            }
+        // Errors in the manifest's order, whichever finished first.
+        for ((name, grant), outcome) in manifest.databases.iter().zip(prepared) {
+            let (database, applied) = outcome?;
+            migrations_applied.extend(applied);
             grants.insert(
                 name.clone(),
                 Grant {
@@ -173,6 +184,51 @@ impl Host {
         })
     }
 
+    /// The database of one grant, checked (it answers) and migrated (when the flow owns its
+    /// migrations) on the first run that needs it in this process; later runs reuse the
+    /// outcome. Returns the migrations this call applied, as `database: script`.
+    async fn prepare_grant(
+        &self,
+        name: &str,
+        grant: &manifest::Grant,
+    ) -> Result<(Arc<Database>, Vec<String>), crate::Error> {
+        let database = self.databases.for_grant(name, grant.access).await?;
+        let key = GrantKey {
+            database: name.to_owned(),
+            access: grant.access,
+            migrations: grant
+                .migrations
+                .as_ref()
+                .map(|dir| (dir.clone(), folder_fingerprint(dir))),
+        };
+        let cell = {
+            let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+            prepared.entry(key).or_default().clone()
+        };
+        let mut applied = Vec::new();
+        cell.get_or_try_init(|| async {
+            database.ping().await?;
+            if let Some(dir) = &grant.migrations {
+                let mut options = MigrateOptions::for_current_user();
+                options.placeholders = self
+                    .databases
+                    .config()
+                    .placeholders()?
+                    .map(migrate::Placeholders::new);
+                let report = migrate::migrate(&database, dir, &options).await?;
+                applied.extend(
+                    report
+                        .applied
+                        .iter()
+                        .map(|m| format!("{name}: {}", m.script)),
+                );
+            }
+            Ok::<_, crate::Error>(())
+        })
+        .await?;
+        Ok((database, applied))
+    }
+
     /// Closes every pool so servers see clean disconnects.
     pub async fn shutdown(&self) {
         self.databases.close_all().await;
@@ -193,4 +249,29 @@ fn failure(err: &RuntimeError) -> RunFailure {
         kind,
         message: err.to_string(),
     }
+}
+
+/// Names, sizes and modification times of a migrations folder's entries, hashed: changes when
+/// a file is added, removed or edited. An unreadable folder hashes as empty, and the migration
+/// check that follows reports why it cannot be read.
+fn folder_fingerprint(dir: &std::path::Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut entries: Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> =
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| {
+                let meta = entry.metadata().ok();
+                (
+                    entry.file_name(),
+                    meta.as_ref().map_or(0, |m| m.len()),
+                    meta.and_then(|m| m.modified().ok()),
+                )
+            })
+            .collect();
+    entries.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    entries.hash(&mut hasher);
+    hasher.finish()
 }

@@ -6,6 +6,7 @@ mod support;
 mod batch;
 mod cli;
 mod components;
+mod fast_paths;
 mod grants;
 mod health;
 mod hostile_deadlines;

@@ -28,13 +28,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 pub use driver::{DriverConn, DriverPool};
 pub use error::{DbError, Redactor};
 pub use host_sql::{FromValue, HostRow, text_value, timestamp_value};
 pub use session::{CursorStream, Route, Session, SessionLimits, SharedSession};
-pub use statement::{Statement, bind_order};
+pub use statement::{Statement, bind_order, bind_rows_by_name};
 
 use crate::bindings::types::{Column, Value};
 use crate::config::{Config, DatabaseConfig, DatabaseTarget};
@@ -486,14 +486,16 @@ pub(super) fn secrets_of(target: &DatabaseTarget) -> Vec<String> {
 #[derive(Debug)]
 pub struct DatabaseSet {
     config: Arc<Config>,
-    open: Mutex<HashMap<String, Arc<Database>>>,
+    /// One cell per pool, so opening one database (a TLS handshake, a server far away) never
+    /// waits for another's; the map's lock is held only to find the cell.
+    open: std::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Database>>>>>,
 }
 
 impl DatabaseSet {
     pub fn new(config: Arc<Config>) -> Self {
         DatabaseSet {
             config,
-            open: Mutex::new(HashMap::new()),
+            open: Default::default(),
         }
     }
 
@@ -501,19 +503,25 @@ impl DatabaseSet {
         &self.config
     }
 
-    /// The database configured under `name`, opening its pool on first use.
+    fn cell(&self, key: &str) -> Arc<OnceCell<Arc<Database>>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// The database configured under `name`, opening its pool on first use. Callers racing
+    /// for the same new database share one open; a failed open is tried again next time.
     pub async fn get(&self, name: &str) -> Result<Arc<Database>, crate::Error> {
-        let mut open = self.open.lock().await;
-        if let Some(db) = open.get(name) {
-            return Ok(db.clone());
-        }
-        let cfg = self.config.database(name)?;
-        if cfg.embedded {
-            sqlite::prepare_embedded(&cfg).await?;
-        }
-        let db = Arc::new(Database::open(&cfg).await?);
-        open.insert(name.to_owned(), db.clone());
-        Ok(db)
+        let cell = self.cell(name);
+        let db = cell
+            .get_or_try_init(|| async {
+                let cfg = self.config.database(name)?;
+                if cfg.embedded {
+                    sqlite::prepare_embedded(&cfg).await?;
+                }
+                Ok::<_, crate::Error>(Arc::new(Database::open(&cfg).await?))
+            })
+            .await?;
+        Ok(db.clone())
     }
 
     /// The pool a grant of `access` on `name` uses: a read-only grant goes through the
@@ -532,28 +540,30 @@ impl DatabaseSet {
         let Some(readonly) = cfg.readonly_target.clone() else {
             return Ok(main);
         };
-        let key = format!("{name}\0read-only");
-        let mut open = self.open.lock().await;
-        if let Some(db) = open.get(&key) {
-            return Ok(db.clone());
-        }
-        let db = Arc::new(
-            Database::open(&DatabaseConfig {
-                target: readonly,
-                readonly_target: None,
-                ..cfg
+        let cell = self.cell(&format!("{name}\0read-only"));
+        let db = cell
+            .get_or_try_init(|| async {
+                Database::open(&DatabaseConfig {
+                    target: readonly,
+                    readonly_target: None,
+                    ..cfg
+                })
+                .await
+                .map(Arc::new)
             })
-            .await?,
-        );
-        open.insert(key, db.clone());
-        Ok(db)
+            .await?;
+        Ok(db.clone())
     }
 
     /// Closes every pool (at process exit, so servers see clean disconnects).
     pub async fn close_all(&self) {
-        let open = self.open.lock().await;
-        for db in open.values() {
-            db.close().await;
-        }
+        let open: Vec<Arc<Database>> = {
+            let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            open.values()
+                .filter_map(|cell| cell.get().cloned())
+                .collect()
+        };
+        // At once: each close waits for its server's goodbye, and a process exits after them.
+        futures_util::future::join_all(open.iter().map(|db| db.close())).await;
     }
 }

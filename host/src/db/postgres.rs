@@ -175,17 +175,18 @@ pub async fn execute(
 }
 
 fn decode_row(db: &Database, row: &sqlx::postgres::PgRow) -> Result<Vec<Value>, DbError> {
-    (0..row.len())
-        .map(|i| {
-            let raw = row.try_get_raw(i).map_err(|e| db.error(e))?;
-            decode_value(raw).map_err(|message| {
-                DbError::conversion(
-                    db.name(),
-                    format!("column '{}': {message}", row.columns()[i].name()),
-                )
-            })
-        })
-        .collect()
+    // Sized up front: collecting `Result`s cannot see the length, and grew each row twice.
+    let mut values = Vec::with_capacity(row.len());
+    for i in 0..row.len() {
+        let raw = row.try_get_raw(i).map_err(|e| db.error(e))?;
+        values.push(decode_value(raw).map_err(|message| {
+            DbError::conversion(
+                db.name(),
+                format!("column '{}': {message}", row.columns()[i].name()),
+            )
+        })?);
+    }
+    Ok(values)
 }
 
 // Type OIDs from PostgreSQL's pg_type.dat; stable across server versions.

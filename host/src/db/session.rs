@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
-use super::{Backend, Conn, Database, DbError, RowSet, ServerSession, Statement, bind_order};
+use super::{
+    Backend, Conn, Database, DbError, RowSet, ServerSession, Statement, bind_order,
+    bind_rows_by_name,
+};
 use crate::bindings::types::{Column, Params, Value};
 use crate::manifest::Access;
 use crate::sql::{Placeholders, StatementKind, TransactionKind, ValuesTemplate};
@@ -317,13 +320,40 @@ impl Session {
     ) -> Result<u64, DbError> {
         self.check_route(route)?;
         let stmt = self.db.guest_statement(sql, self.access)?;
-        let mut ordered: Vec<Vec<&Value>> = Vec::with_capacity(sets.len());
-        for (i, params) in sets.iter().enumerate() {
-            let values =
-                bind_order(&stmt, params, self.name()).map_err(|e| with_set_index(e, i))?;
-            self.check_param_bytes(&values)
+        let ordered = sets
+            .iter()
+            .enumerate()
+            .map(|(i, params)| {
+                bind_order(&stmt, params, self.name()).map_err(|e| with_set_index(e, i))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.execute_ordered(stmt, ordered).await
+    }
+
+    /// [`execute_batch`](Self::execute_batch) for rows of values in the order of `names`
+    /// (`execute-batch-packed`): the names are matched to the placeholders once.
+    pub async fn execute_batch_rows(
+        &mut self,
+        route: Route,
+        sql: &str,
+        names: &[String],
+        rows: &[Vec<Value>],
+    ) -> Result<u64, DbError> {
+        self.check_route(route)?;
+        let stmt = self.db.guest_statement(sql, self.access)?;
+        let ordered = bind_rows_by_name(&stmt, names, rows, self.name())?;
+        self.execute_ordered(stmt, ordered).await
+    }
+
+    /// Runs `stmt` once per set of `ordered` (values in placeholder order), all or none.
+    async fn execute_ordered(
+        &mut self,
+        stmt: Arc<Statement>,
+        ordered: Vec<Vec<&Value>>,
+    ) -> Result<u64, DbError> {
+        for (i, values) in ordered.iter().enumerate() {
+            self.check_param_bytes(values)
                 .map_err(|e| with_set_index(e, i))?;
-            ordered.push(values);
         }
         if ordered.is_empty() {
             return Ok(0);

@@ -58,6 +58,25 @@ async fn execute_batch(
         .map_err(|e| e.to_wit())
 }
 
+async fn execute_batch_packed(
+    session: &SharedSession,
+    route: Route,
+    sql: &str,
+    names: &[String],
+    rows: &[u8],
+) -> Result<u64, DbError> {
+    let rows = super::packed::decode(rows, names.len()).map_err(|e| {
+        DbError::InvalidRequest(format!(
+            "the packed parameter rows are malformed ({e}); rebuild the flow against this \
+             host's flowhost-sdk"
+        ))
+    })?;
+    let mut s = lock(session)?;
+    s.execute_batch_rows(route, sql, names, &rows)
+        .await
+        .map_err(|e| e.to_wit())
+}
+
 async fn cursor(
     state: &mut HostState,
     session: &SharedSession,
@@ -153,6 +172,17 @@ impl database::HostConnection for HostState {
         Ok(execute_batch(&session, Route::Connection, &sql, &param_sets).await)
     }
 
+    async fn execute_batch_packed(
+        &mut self,
+        this: Resource<ConnectionResource>,
+        sql: String,
+        names: Vec<String>,
+        rows: Vec<u8>,
+    ) -> Call<u64> {
+        let session = self.table.get(&this)?.session.clone();
+        Ok(execute_batch_packed(&session, Route::Connection, &sql, &names, &rows).await)
+    }
+
     async fn cursor(
         &mut self,
         this: Resource<ConnectionResource>,
@@ -228,6 +258,18 @@ impl database::HostTransaction for HostState {
         Ok(execute_batch(&session, route, &sql, &param_sets).await)
     }
 
+    async fn execute_batch_packed(
+        &mut self,
+        this: Resource<TransactionResource>,
+        sql: String,
+        names: Vec<String>,
+        rows: Vec<u8>,
+    ) -> Call<u64> {
+        let tx = self.table.get(&this)?;
+        let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
+        Ok(execute_batch_packed(&session, route, &sql, &names, &rows).await)
+    }
+
     async fn cursor(
         &mut self,
         this: Resource<TransactionResource>,
@@ -282,6 +324,20 @@ impl database::HostCursor for HostState {
     async fn next(&mut self, this: Resource<CursorResource>, max_rows: u32) -> Call<Vec<Row>> {
         let cursor = self.table.get_mut(&this)?;
         Ok(cursor.stream.next(max_rows).await.map_err(|e| e.to_wit()))
+    }
+
+    async fn next_packed(
+        &mut self,
+        this: Resource<CursorResource>,
+        max_rows: u32,
+    ) -> Call<Vec<u8>> {
+        let cursor = self.table.get_mut(&this)?;
+        Ok(cursor
+            .stream
+            .next(max_rows)
+            .await
+            .map(|rows| super::packed::encode(&rows))
+            .map_err(|e| e.to_wit()))
     }
 
     async fn drop(&mut self, this: Resource<CursorResource>) -> wasmtime::Result<()> {

@@ -53,6 +53,8 @@
 //! | `{"op":"open_many","db":D,"n":n,"then":T,"sql":S}` | `{"held": k, "error": E\|null}` |
 //! | `{"op":"release"}`: drops everything `open_many` holds | `null` |
 //! | `{"op":"big_param","db":D,"mb":n}`: `SELECT length($1)` with an n MiB text built in the guest | the length |
+//! | `{"op":"read_wide","db":D,"sql":S,"batch":n}`: reads S through a cursor into typed structs `{id: i64, note: String, score: f64, qty: i32, flag: bool}` (benchmarks use this) | `{"rows", "id_sum", "note_bytes"}` |
+//! | `{"op":"insert_wide","db":D,"sql":S,"rows":N}` (rows of `read_wide`'s struct built in the guest, one `execute_batch` in a transaction) | `{"affected": n}` |
 //!
 //! A cursor step reads to the end holding one batch at a time (`batch` rows per fetch, 1000
 //! when absent): `rows` is the total, `batches` the number of non-empty batches, `first` and
@@ -204,6 +206,16 @@ struct Generated {
     score: f64,
 }
 
+/// Five columns of the common kinds: what the read and write benchmarks move.
+#[derive(Serialize, Deserialize)]
+struct Wide {
+    id: i64,
+    note: String,
+    score: f64,
+    qty: i32,
+    flag: bool,
+}
+
 /// A Db or its open transaction, whichever the step asked for.
 enum Target<'a> {
     Db(&'a Db),
@@ -277,6 +289,42 @@ impl Probe {
                 Ok(json!({"affected": affected}))
             }
             "cursor" => self.cursor(step),
+            "read_wide" => {
+                let sql = str_field(step, "sql")?;
+                let batch = step.get("batch").and_then(Json::as_u64).unwrap_or(1000) as u32;
+                let (mut rows, mut id_sum, mut note_bytes) = (0u64, 0i64, 0usize);
+                for row in self
+                    .db(str_field(step, "db")?)?
+                    .cursor(sql, ())?
+                    .batch_size(batch)
+                    .rows_as::<Wide>()
+                {
+                    let row = row?;
+                    rows += 1;
+                    id_sum = id_sum.wrapping_add(row.id + i64::from(row.qty) + i64::from(row.flag));
+                    note_bytes += row.note.len() + (row.score > 0.0) as usize;
+                }
+                Ok(json!({"rows": rows, "id_sum": id_sum, "note_bytes": note_bytes}))
+            }
+            "insert_wide" => {
+                let sql = str_field(step, "sql")?;
+                let rows = step
+                    .get("rows")
+                    .and_then(Json::as_i64)
+                    .ok_or_else(|| sdk("step needs a number \"rows\""))?;
+                let items: Vec<Wide> = (0..rows)
+                    .map(|id| Wide {
+                        id,
+                        note: format!("row {id}"),
+                        score: id as f64 / 7.0,
+                        qty: (id % 1000) as i32,
+                        flag: id % 2 == 0,
+                    })
+                    .collect();
+                let db = self.db(str_field(step, "db")?)?;
+                let affected = db.transaction(|tx| tx.execute_batch(sql, &items))?;
+                Ok(json!({"affected": affected}))
+            }
             "begin" => {
                 let name = str_field(step, "db")?;
                 let tx = self.db(name)?.begin()?;
