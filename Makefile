@@ -10,7 +10,7 @@ WASM_TARGET := wasm32-wasip2
 GUEST_DIR   := target/guests
 GUEST_OUT   := $(GUEST_DIR)/$(WASM_TARGET)/release
 
-.PHONY: run test deps wasm-target flows build lint bench bench-migrate bench-mssql fuzz
+.PHONY: run test deps wasm-target flows build lint bench bench-scale bench-migrate bench-mssql fuzz
 
 run: flows build
 	./target/release/flowhost run flows/rpa1.wasm
@@ -49,6 +49,13 @@ bench: flows
 	@[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q -r bench/python/requirements.txt
 	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example rpa1_bench
+	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example scale_bench
+
+# Scale (issue 9, items 4-6; needs PostgreSQL and psql): streaming 1M rows against sqlx fetch with
+# each peer's peak RSS, execute-batch of 100k rows against psql \copy, and 200 concurrent runs
+# on a pool of 10 (host/examples/scale_bench.rs).
+bench-scale: deps
+	RUST_BACKTRACE=0 $(CARGO) run --release -p flowhost --example scale_bench
 
 # `flowhost migrate` (the release binary, whole processes) vs psql applying the same 100 files,
 # and migrate validate/info over 1,000-10,000 files; prints tables (needs PostgreSQL and psql).

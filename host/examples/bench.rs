@@ -1,25 +1,29 @@
 //! `make bench`: what flowhost costs a flow, against a native sqlx program doing the same work
 //! in the same run, on PostgreSQL (127.0.0.1:5432, a fresh database) and SQLite (a temp file).
 //!
-//! Scenarios: writing N rows (native: one INSERT per row in a transaction, and hand-written
-//! 1000-row INSERTs; flowhost: a guest's `execute_batch` of N serde structs), reading N rows
-//! (native: typed `fetch_all`; flowhost: a guest's cursor), and one empty run (instantiate +
-//! call). Each is run several times; the table shows medians and flowhost / native ratios.
+//! Scenarios, on a table of five columns (bigint, text, double, integer, boolean): writing N
+//! rows (native: one INSERT per row in a transaction, and hand-written 1000-row INSERTs;
+//! flowhost: a guest's `execute_batch` of N serde structs), reading N rows into typed structs
+//! (native: typed `fetch_all`; flowhost: a guest's cursor with `rows_as`), many trivial queries
+//! one after another, and one empty run (instantiate + call). Each is run several times; the
+//! table shows medians and flowhost / native ratios.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flowhost::config::{Config, LoadOptions};
 use flowhost::manifest::Manifest;
 use flowhost::run::{Host, RunRequest, RunStatus};
-use flowhost::runtime::RuntimeOptions;
 use serde_json::json;
 use sqlx::{Connection, Executor, QueryBuilder, Row};
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{Wide, build_probe, host_for};
+
 const ROWS: i64 = 10_000;
 const REPEAT: usize = 5;
+/// Trivial queries in the per-call scenario (run three times: it takes seconds).
+const QUERIES: i64 = 100_000;
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 fn main() {
@@ -83,7 +87,7 @@ fn main() {
 async fn print_noop(probe: &Path, dir: &Path) {
     const IN_PROCESS: usize = 200;
     const PROCESSES: usize = 30;
-    let host = host_for("sqlite::memory:", dir);
+    let host = host_for("sqlite::memory:", dir, &[]);
     let manifest = Manifest::parse("[flow]\nname = \"noop\"\n", dir.join("noop.toml")).unwrap();
     let request = RunRequest {
         component: probe.to_owned(),
@@ -146,35 +150,36 @@ async fn bench_backend(
     probe: &Path,
     dir: &Path,
 ) -> Vec<Line> {
-    let create = "CREATE TABLE IF NOT EXISTS bench (id BIGINT PRIMARY KEY, note TEXT NOT NULL, score DOUBLE PRECISION NOT NULL)";
+    let create = "CREATE TABLE IF NOT EXISTS wide (id BIGINT PRIMARY KEY, note TEXT NOT NULL, score DOUBLE PRECISION NOT NULL, qty INTEGER NOT NULL, flag BOOLEAN NOT NULL)";
     let mut native = NativeDb::connect(sqlx_url).await;
     native.exec(create).await;
 
-    let host = host_for(flowhost_url, dir);
+    let host = host_for(flowhost_url, dir, &[]);
     let manifest = Manifest::parse("[flow]\nname = \"bench\"\n[limits]\nmax-rows = 1000000\n[databases.lab]\naccess = \"read-write\"\n", dir.join("bench.toml")).unwrap();
-    let insert = "INSERT INTO bench (id, note, score) VALUES (:id, :note, :score)";
+    let insert =
+        "INSERT INTO wide (id, note, score, qty, flag) VALUES (:id, :note, :score, :qty, :flag)";
 
     let per_row = median(async || {
-        native.exec("DELETE FROM bench").await;
+        native.exec("DELETE FROM wide").await;
         let started = Instant::now();
         native.insert_per_row().await;
         started.elapsed()
     })
     .await;
     let multi_row = median(async || {
-        native.exec("DELETE FROM bench").await;
+        native.exec("DELETE FROM wide").await;
         let started = Instant::now();
         native.insert_multi_row().await;
         started.elapsed()
     })
     .await;
     let guest_insert = median(async || {
-        native.exec("DELETE FROM bench").await;
+        native.exec("DELETE FROM wide").await;
         run(
             &host,
             &manifest,
             probe,
-            json!([{ "op": "insert_generated", "db": "lab", "sql": insert, "rows": ROWS }]),
+            json!([{ "op": "insert_wide", "db": "lab", "sql": insert, "rows": ROWS }]),
         )
         .await
     })
@@ -186,7 +191,23 @@ async fn bench_backend(
     })
     .await;
     let guest_select = median(async || {
-        run(&host, &manifest, probe, json!([{ "op": "cursor", "db": "lab", "sql": "SELECT id, note, score FROM bench", "batch": 1000 }])).await
+        run(&host, &manifest, probe, json!([{ "op": "read_wide", "db": "lab", "sql": "SELECT id, note, score, qty, flag FROM wide", "batch": 1000 }])).await
+    })
+    .await;
+    let native_queries = median_of(3, async || {
+        let started = Instant::now();
+        native.queries(QUERIES).await;
+        started.elapsed()
+    })
+    .await;
+    let guest_queries = median_of(3, async || {
+        run(
+            &host,
+            &manifest,
+            probe,
+            json!([{ "op": "queries", "db": "lab", "n": QUERIES }]),
+        )
+        .await
     })
     .await;
     let native_noop = median(async || {
@@ -232,6 +253,13 @@ async fn bench_backend(
         },
         Line {
             backend,
+            scenario: format!("{QUERIES} queries"),
+            baseline: "sqlx, SELECT 1 one after another".into(),
+            native: native_queries,
+            flowhost: guest_queries,
+        },
+        Line {
+            backend,
             scenario: "one statement, whole run".into(),
             baseline: "sqlx, one statement on an open connection".into(),
             native: native_noop,
@@ -256,36 +284,18 @@ async fn run(host: &Host, manifest: &Manifest, probe: &Path, steps: serde_json::
     elapsed
 }
 
-fn host_for(url: &str, dir: &Path) -> Host {
-    let mut env = HashMap::new();
-    env.insert(
-        "DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING".to_owned(),
-        url.to_owned(),
-    );
-    let config = Config::load(&LoadOptions {
-        process_env: env,
-        data_dir: dir.join(".flowhost"),
-        ..LoadOptions::default()
-    })
-    .unwrap();
-    Host::new(
-        Arc::new(config),
-        RuntimeOptions {
-            cache_dir: Some(dir.join("cache")),
-            fuel: false,
-        },
-    )
-    .unwrap()
+async fn median(f: impl AsyncFnMut() -> Duration) -> Duration {
+    median_of(REPEAT, f).await
 }
 
-async fn median(mut f: impl AsyncFnMut() -> Duration) -> Duration {
+async fn median_of(runs: usize, mut f: impl AsyncFnMut() -> Duration) -> Duration {
     f().await; // warm-up: pools, statement caches, compiled component
-    let mut times = Vec::with_capacity(REPEAT);
-    for _ in 0..REPEAT {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
         times.push(f().await);
     }
     times.sort();
-    times[REPEAT / 2]
+    times[runs / 2]
 }
 
 /// The native baseline: one sqlx connection, typed binds, no flowhost.
@@ -318,13 +328,17 @@ impl NativeDb {
 
     async fn insert_per_row(&mut self) {
         let placeholders = match self {
-            NativeDb::Pg(_) => "INSERT INTO bench (id, note, score) VALUES ($1, $2, $3)",
-            NativeDb::Sqlite(_) => "INSERT INTO bench (id, note, score) VALUES (?1, ?2, ?3)",
+            NativeDb::Pg(_) => {
+                "INSERT INTO wide (id, note, score, qty, flag) VALUES ($1, $2, $3, $4, $5)"
+            }
+            NativeDb::Sqlite(_) => {
+                "INSERT INTO wide (id, note, score, qty, flag) VALUES (?1, ?2, ?3, ?4, ?5)"
+            }
         };
         on_conn!(self, c => {
             let mut tx = c.begin().await.unwrap();
             for id in 0..ROWS {
-                sqlx::query(placeholders).bind(id).bind(format!("row {id}")).bind(id as f64 / 7.0).execute(&mut *tx).await.unwrap();
+                sqlx::query(placeholders).bind(id).bind(format!("row {id}")).bind(id as f64 / 7.0).bind((id % 1000) as i32).bind(id % 2 == 0).execute(&mut *tx).await.unwrap();
             }
             tx.commit().await.unwrap();
         })
@@ -335,9 +349,9 @@ impl NativeDb {
             let mut tx = c.begin().await.unwrap();
             let ids: Vec<i64> = (0..ROWS).collect();
             for chunk in ids.chunks(1000) {
-                let mut q = QueryBuilder::new("INSERT INTO bench (id, note, score) ");
+                let mut q = QueryBuilder::new("INSERT INTO wide (id, note, score, qty, flag) ");
                 q.push_values(chunk, |mut b, id| {
-                    b.push_bind(*id).push_bind(format!("row {id}")).push_bind(*id as f64 / 7.0);
+                    b.push_bind(*id).push_bind(format!("row {id}")).push_bind(*id as f64 / 7.0).push_bind((*id % 1000) as i32).push_bind(*id % 2 == 0);
                 });
                 q.build().execute(&mut *tx).await.unwrap();
             }
@@ -347,35 +361,27 @@ impl NativeDb {
 
     async fn select_all(&mut self) -> usize {
         on_conn!(self, c => {
-            let rows = sqlx::query("SELECT id, note, score FROM bench").fetch_all(&mut *c).await.unwrap();
-            // Decode every value, as the guest does.
-            let decoded: Vec<(i64, String, f64)> = rows
+            let rows = sqlx::query("SELECT id, note, score, qty, flag FROM wide").fetch_all(&mut *c).await.unwrap();
+            // Decode every value into the same struct as the guest's.
+            let decoded: Vec<Wide> = rows
                 .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .map(|r| Wide { id: r.get(0), note: r.get(1), score: r.get(2), qty: r.get(3), flag: r.get(4) })
                 .collect();
+            let note_bytes: usize = decoded.iter().map(|w| w.note.len() + usize::from(w.flag) + (w.score > 0.0) as usize + w.qty as usize + w.id as usize % 2).sum();
+            assert!(note_bytes > 0);
             decoded.len()
         })
     }
-}
 
-fn build_probe() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let target = repo.join("target/guests");
-    let status = std::process::Command::new(env!("CARGO"))
-        .current_dir(repo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "probe",
-        ])
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building the probe component failed");
-    target.join("wasm32-wasip2/release/probe.wasm")
+    async fn queries(&mut self, n: i64) {
+        on_conn!(self, c => {
+            for _ in 0..n {
+                let row = sqlx::query("SELECT 1").fetch_one(&mut *c).await.unwrap();
+                let one: i32 = row.get(0);
+                assert_eq!(one, 1);
+            }
+        })
+    }
 }
 
 fn print_table(lines: &[Line]) {
