@@ -155,7 +155,21 @@ pub async fn open_stream<'c>(
     let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), args)
         .fetch(conn)
         .map_err(|e| db.error(e))
-        .and_then(move |row| std::future::ready(decode_row(db, &row)));
+        .and_then({
+            // Every row of a result has the same column types: resolve each column's base type
+            // (through domains) once, not once per value.
+            let mut types: Vec<PgTypeInfo> = Vec::new();
+            move |row| {
+                if types.is_empty() {
+                    types = row
+                        .columns()
+                        .iter()
+                        .map(|c| base_type(c.type_info()))
+                        .collect();
+                }
+                std::future::ready(decode_row(db, &row, &types))
+            }
+        });
     Ok((columns, Box::pin(rows)))
 }
 
@@ -174,12 +188,17 @@ pub async fn execute(
     Ok(done.rows_affected())
 }
 
-fn decode_row(db: &Database, row: &sqlx::postgres::PgRow) -> Result<Vec<Value>, DbError> {
+/// Decodes `row`, whose columns have the base types `types`.
+fn decode_row(
+    db: &Database,
+    row: &sqlx::postgres::PgRow,
+    types: &[PgTypeInfo],
+) -> Result<Vec<Value>, DbError> {
     // Sized up front: collecting `Result`s cannot see the length, and grew each row twice.
     let mut values = Vec::with_capacity(row.len());
     for i in 0..row.len() {
         let raw = row.try_get_raw(i).map_err(|e| db.error(e))?;
-        values.push(decode_value(raw).map_err(|message| {
+        values.push(decode_value(raw, &types[i]).map_err(|message| {
             DbError::conversion(
                 db.name(),
                 format!("column '{}': {message}", row.columns()[i].name()),
@@ -230,11 +249,10 @@ fn is_textual(ti: &PgTypeInfo) -> bool {
         || ti.name().eq_ignore_ascii_case("citext")
 }
 
-fn decode_value(raw: PgValueRef<'_>) -> Result<Value, String> {
+fn decode_value(raw: PgValueRef<'_>, ti: &PgTypeInfo) -> Result<Value, String> {
     if raw.is_null() {
         return Ok(Value::Null);
     }
-    let ti = base_type(&raw.type_info());
     let bytes = raw.as_bytes().map_err(|e| e.to_string())?;
     let fixed = |n: usize| -> Result<&[u8], String> {
         (bytes.len() == n)
