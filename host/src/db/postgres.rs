@@ -196,9 +196,9 @@ fn decode_row(
 ) -> Result<Vec<Value>, DbError> {
     // Sized up front: collecting `Result`s cannot see the length, and grew each row twice.
     let mut values = Vec::with_capacity(row.len());
-    for i in 0..row.len() {
+    for (i, ti) in types.iter().enumerate().take(row.len()) {
         let raw = row.try_get_raw(i).map_err(|e| db.error(e))?;
-        values.push(decode_value(raw, &types[i]).map_err(|message| {
+        values.push(decode_value(raw, ti).map_err(|message| {
             DbError::conversion(
                 db.name(),
                 format!("column '{}': {message}", row.columns()[i].name()),
@@ -318,7 +318,7 @@ fn decode_value(raw: PgValueRef<'_>, ti: &PgTypeInfo) -> Result<Value, String> {
             }
             _ => return Err("unsupported jsonb wire version".into()),
         },
-        _ if is_textual(&ti) => Value::Text(text()?),
+        _ if is_textual(ti) => Value::Text(text()?),
         _ => {
             return Err(format!(
                 "type '{}' has no flowhost value yet; cast it in SQL (e.g. col::text)",
