@@ -226,6 +226,11 @@ macro_rules! statement_methods {
         /// Each item's fields become the named parameters of its run (see [`Named`]). Returns
         /// the total rows affected; an empty slice returns 0 without calling the host.
         ///
+        /// The items cross to the host packed: the field names once, every row's values in
+        /// one buffer (`execute-batch-packed`), bound exactly as named parameter sets would be.
+        /// Items that do not share one set of field names (maps with different keys) go as
+        /// named sets instead.
+        ///
         /// ```no_run
         /// # use flowhost_sdk::*;
         /// # fn main() -> Result<(), Error> {
