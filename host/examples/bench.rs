@@ -7,6 +7,9 @@
 //! (native: typed `fetch_all`; flowhost: a guest's cursor with `rows_as`), many trivial queries
 //! one after another, and one empty run (instantiate + call). Each is run several times; the
 //! table shows medians and flowhost / native ratios.
+//!
+//! `cargo run --release -p flowhost --example bench -- sqlite` runs only the named parts
+//! (`postgres`, `sqlite`, `noop`); with no argument, all of them.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -30,6 +33,8 @@ fn main() {
     // Backtraces on every wasmtime error would only add noise to timings.
     // SAFETY: single-threaded at this point; nothing else reads the environment yet.
     unsafe { std::env::remove_var("RUST_BACKTRACE") };
+    let parts: Vec<String> = std::env::args().skip(1).collect();
+    let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     let probe = build_probe();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,27 +54,31 @@ fn main() {
 
         let mut table = Vec::new();
         let pg_url = format!("postgres://postgres@127.0.0.1:5432/{pg_name}");
-        table.extend(
-            bench_backend(
-                "PostgreSQL",
-                &pg_url,
-                &format!("postgresql://postgres@127.0.0.1:5432/{pg_name}"),
-                &probe,
-                dir.path(),
-            )
-            .await,
-        );
+        if wants("postgres") {
+            table.extend(
+                bench_backend(
+                    "PostgreSQL",
+                    &pg_url,
+                    &format!("postgresql://postgres@127.0.0.1:5432/{pg_name}"),
+                    &probe,
+                    dir.path(),
+                )
+                .await,
+            );
+        }
         let sqlite_url = format!("sqlite://{}?mode=rwc", sqlite_file.display());
-        table.extend(
-            bench_backend(
-                "SQLite",
-                &sqlite_url,
-                &format!("sqlite:///{}", sqlite_file.display()),
-                &probe,
-                dir.path(),
-            )
-            .await,
-        );
+        if wants("sqlite") {
+            table.extend(
+                bench_backend(
+                    "SQLite",
+                    &sqlite_url,
+                    &format!("sqlite:///{}", sqlite_file.display()),
+                    &probe,
+                    dir.path(),
+                )
+                .await,
+            );
+        }
 
         admin
             .execute(sqlx::AssertSqlSafe(format!(
@@ -77,8 +86,12 @@ fn main() {
             )))
             .await
             .unwrap();
-        print_table(&table);
-        print_noop(&probe, dir.path()).await;
+        if !table.is_empty() {
+            print_table(&table);
+        }
+        if wants("noop") {
+            print_noop(&probe, dir.path()).await;
+        }
     });
 }
 

@@ -201,3 +201,91 @@ fn runs_beyond_the_instance_pool_wait_for_a_slot_instead_of_failing() {
         host.shutdown().await;
     });
 }
+
+/// SQLite result columns are remembered per statement for the run; a schema change made by
+/// the run's own connection forgets them, so the same `SELECT *` sees the new column and
+/// declared types still decide each value's case.
+#[test]
+fn sqlite_remembers_result_columns_only_until_the_schema_changes() {
+    let project = Project::new();
+    project.write(
+        ".env",
+        "DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING=sqlite:///lab.sqlite\n",
+    );
+    let select = "SELECT * FROM t";
+    let out = project.run_probe(
+        &[("lab", "read-write")],
+        json!([
+            { "op": "execute", "db": "lab", "sql": "CREATE TABLE t (id INTEGER, ok BOOLEAN)" },
+            { "op": "execute", "db": "lab", "sql": "INSERT INTO t VALUES (1, 1)" },
+            { "op": "query", "db": "lab", "sql": select },
+            { "op": "query", "db": "lab", "sql": select },
+            { "op": "execute", "db": "lab", "sql": "ALTER TABLE t ADD COLUMN born DATE" },
+            { "op": "execute", "db": "lab", "sql": "UPDATE t SET born = '2026-12-07'" },
+            { "op": "query", "db": "lab", "sql": select },
+        ]),
+    );
+    let results = probe_results(&out);
+    let names = |i: usize| -> Vec<Value> {
+        results[i]["ok"]["columns"]
+            .as_array()
+            .unwrap_or_else(|| panic!("step {i}: {results:?}"))
+            .iter()
+            .map(|c| c["name"].clone())
+            .collect()
+    };
+    assert_eq!(names(2), vec![json!("id"), json!("ok")]);
+    assert_eq!(
+        results[3], results[2],
+        "the remembered columns decode as the first read did"
+    );
+    assert_eq!(names(6), vec![json!("id"), json!("ok"), json!("born")]);
+    let row = &results[6]["ok"]["rows"][0];
+    assert_eq!(
+        row,
+        &json!([
+            { "t": "int", "v": 1 },
+            { "t": "boolean", "v": true },
+            { "t": "date", "v": "2026-12-07" },
+        ]),
+        "{results:?}"
+    );
+}
+
+/// A pooled SQLite connection outlives the run: a statement it ran before the table changed
+/// (here by another connection, between two runs of one host) reads the new columns, instead
+/// of the driver's worker crashing on its stale copy and the read ending as if empty.
+#[test]
+fn a_pooled_sqlite_connection_reads_a_table_changed_between_runs() {
+    let project = Project::new();
+    project.write(
+        ".env",
+        "DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING=sqlite:///lab.sqlite\n",
+    );
+    // An empty file is an empty SQLite database.
+    let file = project.write("lab.sqlite", "");
+    sqlite_rows(&file, "CREATE TABLE t (id INTEGER)");
+    sqlite_rows(&file, "INSERT INTO t VALUES (1)");
+    let manifest = Manifest::parse(
+        "[flow]\nname = \"reader\"\n[databases.lab]\naccess = \"read-only\"\n",
+        project.path().join("reader.toml"),
+    )
+    .unwrap();
+    let config = project.load_config();
+    let select = json!([{ "op": "query", "db": "lab", "sql": "SELECT * FROM t" }]);
+    let row_of =
+        |record: &RunRecord| record.output.as_ref().unwrap()["results"][0]["ok"]["rows"][0].clone();
+    block_on(async {
+        let host = Host::new(Arc::new(config), RuntimeOptions::default()).unwrap();
+        let first = run(&host, &manifest, select.clone()).await;
+        assert_eq!(row_of(&first), json!([{ "t": "int", "v": 1 }]), "{first:?}");
+        outside_runtime(|| sqlite_rows(&file, "ALTER TABLE t ADD COLUMN note TEXT DEFAULT 'x'"));
+        let second = run(&host, &manifest, select).await;
+        assert_eq!(
+            row_of(&second),
+            json!([{ "t": "int", "v": 1 }, { "t": "text", "v": "x" }]),
+            "{second:?}"
+        );
+        host.shutdown().await;
+    });
+}

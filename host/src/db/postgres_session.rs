@@ -295,7 +295,7 @@ pub async fn terminate_backend(
 
 impl DriverPool for sqlx::PgPool {
     fn acquire<'a>(&'a self, db: &'a Database) -> BoxFuture<'a, Result<Conn, DbError>> {
-        sqlx_common::acquire(self, db)
+        sqlx_common::acquire(self, db, std::convert::identity)
     }
 
     /// A session lock on a pooled connection could outlive its user or, behind a

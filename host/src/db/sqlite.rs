@@ -17,7 +17,7 @@ use super::temporal;
 use super::{Database, DbError, RowStream, Statement};
 use crate::bindings::types::{Column, Value};
 use crate::config::{DatabaseConfig, DatabaseTarget, PoolSettings};
-use crate::sql::{self, Backend};
+use crate::sql::{self, Backend, StatementKind};
 
 pub fn pool(
     _name: &str,
@@ -174,7 +174,7 @@ async fn seed_into(path: &Path, script: &str, name: &str) -> Result<(), String> 
 }
 
 /// Name and declared type of each result column, read with SQLite's own API.
-async fn columns_of(
+pub(super) async fn columns_of(
     conn: &mut SqliteConnection,
     db: &Database,
     sql: &str,
@@ -243,20 +243,83 @@ fn arguments(values: &[&Value]) -> SqliteArguments {
     args
 }
 
-/// Binds and starts `stmt`; rows are decoded by their columns' declared types as they arrive.
-pub async fn open_stream<'c>(
+/// Binds and starts `stmt`, whose result has `columns`; rows are decoded by the columns'
+/// declared types as they arrive.
+pub(super) fn stream_rows<'c>(
     conn: &'c mut SqliteConnection,
     db: &'c Database,
     stmt: &Statement,
     values: &[&Value],
-) -> Result<(Vec<Column>, RowStream<'c>), DbError> {
-    let columns = columns_of(conn, db, &stmt.sql).await?;
-    let kinds: Vec<Declared> = columns.iter().map(|c| Declared::of(&c.type_name)).collect();
-    let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values))
-        .fetch(conn)
-        .map_err(|e| db.error(e))
-        .and_then(move |row| std::future::ready(decode_row(db, &row, &kinds)));
-    Ok((columns, Box::pin(rows)))
+    columns: &[Column],
+) -> RowStream<'c> {
+    // Never a statement sqlx keeps prepared: sqlx remembers a prepared statement's columns,
+    // and after the table changes (an ALTER on any connection, a migration between runs)
+    // SQLite re-prepares it with more columns than sqlx knows and sqlx's worker thread
+    // panics. The session start makes the connection see the current schema, so a fresh
+    // prepare is right; a change made by another connection during the run can still crash
+    // the worker, and `next_row` then reports the result as cut short.
+    let query =
+        sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values)).persistent(false);
+    // Deprecated for running several statements at once, which guest statements never are;
+    // used for the summary sqlx sends after the last row, the only sign the result is whole.
+    #[allow(deprecated)]
+    let results = query.fetch_many(conn);
+    let decoding = Decoding {
+        results,
+        db,
+        kinds: columns.iter().map(|c| Declared::of(&c.type_name)).collect(),
+        names: columns.iter().map(|c| c.name.clone()).collect(),
+        first: true,
+        completed: false,
+    };
+    Box::pin(futures_util::stream::try_unfold(decoding, next_row))
+}
+
+/// A result being read: sqlx's rows and summaries, and how to decode the rows.
+struct Decoding<'c> {
+    results: futures_util::stream::BoxStream<
+        'c,
+        Result<sqlx::Either<sqlx::sqlite::SqliteQueryResult, sqlx::sqlite::SqliteRow>, sqlx::Error>,
+    >,
+    db: &'c Database,
+    kinds: Vec<Declared>,
+    names: Vec<String>,
+    first: bool,
+    /// sqlx sent the statement's summary, which comes after its last row.
+    completed: bool,
+}
+
+async fn next_row(mut d: Decoding<'_>) -> Result<Option<(Vec<Value>, Decoding<'_>)>, DbError> {
+    loop {
+        match d.results.try_next().await.map_err(|e| d.db.error(e))? {
+            Some(sqlx::Either::Right(row)) => {
+                // The columns may have been remembered from an earlier run of this statement
+                // in the session; another connection could have changed the table since.
+                if d.first && !same_columns(&row, &d.names) {
+                    return Err(DbError::invalid(
+                        d.db.name(),
+                        "the statement's result columns changed during the run (the schema \
+                         was changed on another connection); run the flow again",
+                    ));
+                }
+                d.first = false;
+                let values = decode_row(d.db, &row, &d.kinds)?;
+                return Ok(Some((values, d)));
+            }
+            Some(sqlx::Either::Left(_)) => d.completed = true,
+            None if d.completed => return Ok(None),
+            None => {
+                return Err(DbError::Connection {
+                    database: d.db.name().to_owned(),
+                    target: d.db.target().to_owned(),
+                    message: "the SQLite driver stopped before the end of the result (its \
+                              worker thread failed; the log says why), so the rows read are \
+                              not the whole result"
+                        .to_owned(),
+                });
+            }
+        }
+    }
 }
 
 pub async fn execute(
@@ -266,9 +329,17 @@ pub async fn execute(
     values: &[&Value],
 ) -> Result<u64, DbError> {
     let done = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values))
+        // Writes (a batch's multi-row INSERT above all) are worth keeping prepared; anything
+        // else may change the schema under the statements sqlx keeps (see `stream_rows`).
+        .persistent(stmt.kind == StatementKind::Write)
         .execute(&mut *conn)
         .await
         .map_err(|e| db.error(e))?;
+    if !matches!(stmt.kind, StatementKind::Read | StatementKind::Write) {
+        sqlx::Connection::clear_cached_statements(conn)
+            .await
+            .map_err(|e| db.error(e))?;
+    }
     Ok(done.rows_affected())
 }
 
@@ -310,6 +381,16 @@ impl Declared {
             Declared::Plain
         }
     }
+}
+
+fn same_columns(row: &sqlx::sqlite::SqliteRow, names: &[String]) -> bool {
+    use sqlx::Column as _;
+    row.len() == names.len()
+        && row
+            .columns()
+            .iter()
+            .zip(names)
+            .all(|(column, name)| column.name() == name)
 }
 
 fn decode_row(

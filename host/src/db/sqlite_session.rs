@@ -7,11 +7,10 @@
 //! handler reads a [`Watchdog`] the session arms with each statement's deadline and trips at
 //! once when it abandons the connection (a dropped cursor, a trap, the run's deadline).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
@@ -22,6 +21,63 @@ use super::{
     sqlx_common,
 };
 use crate::bindings::types::{Column, Value};
+use crate::sql::StatementKind;
+
+/// Most statements whose result columns one connection remembers; a flow that builds its SQL
+/// text per row would otherwise grow the map without bound.
+const REMEMBERED_STATEMENTS: usize = 256;
+
+/// A pooled SQLite connection lent to one session, and the result columns of the statements
+/// it has run.
+///
+/// Reading a statement's columns (names and declared types) takes SQLite's handle away from
+/// sqlx's worker thread, a round trip between threads that cost more than a small query
+/// itself, and a flow runs the same few statements over and over. The columns are remembered
+/// only while the session holds the connection, and forgotten at once when this connection
+/// runs anything that might change the schema.
+#[derive(Debug)]
+pub struct SqliteConn {
+    conn: PoolConnection<Sqlite>,
+    columns: HashMap<Arc<str>, Vec<Column>>,
+}
+
+impl SqliteConn {
+    fn new(conn: PoolConnection<Sqlite>) -> SqliteConn {
+        SqliteConn {
+            conn,
+            columns: HashMap::new(),
+        }
+    }
+
+    /// `stmt`'s result columns: remembered, or read from SQLite (and remembered when the
+    /// statement only reads). Anything else may change the schema, so the map is emptied.
+    async fn columns_of(
+        &mut self,
+        db: &Database,
+        stmt: &Statement,
+    ) -> Result<Vec<Column>, DbError> {
+        if stmt.kind != StatementKind::Read {
+            self.columns.clear();
+            return super::sqlite::columns_of(&mut self.conn, db, &stmt.sql).await;
+        }
+        if let Some(columns) = self.columns.get(&*stmt.sql) {
+            return Ok(columns.clone());
+        }
+        let columns = super::sqlite::columns_of(&mut self.conn, db, &stmt.sql).await?;
+        if self.columns.len() >= REMEMBERED_STATEMENTS {
+            self.columns.clear();
+        }
+        self.columns.insert(stmt.sql.clone(), columns.clone());
+        Ok(columns)
+    }
+
+    /// Forgets every statement's columns unless `kind` only reads or writes rows.
+    fn forget_columns_unless_rows_only(&mut self, kind: StatementKind) {
+        if !matches!(kind, StatementKind::Read | StatementKind::Write) {
+            self.columns.clear();
+        }
+    }
+}
 
 /// Virtual-machine steps between two looks at the watchdog: a few microseconds of work, so an
 /// expired statement stops at once and a look (one clock read) costs well under 1%.
@@ -91,10 +147,13 @@ pub async fn start_session(
         .await
         .map_err(|e| db.error(e))?
         .set_progress_handler(PROGRESS_OPS, move || !seen.expired());
+    // Reading the schema table also makes the connection notice a schema changed by another
+    // connection since its last statement, so what is prepared next sees the tables as they
+    // are (see `sqlite::stream_rows`).
     let pragma = if read_only {
-        "PRAGMA query_only = ON"
+        "PRAGMA query_only = ON; SELECT 1 FROM sqlite_master LIMIT 1"
     } else {
-        "PRAGMA query_only = OFF"
+        "PRAGMA query_only = OFF; SELECT 1 FROM sqlite_master LIMIT 1"
     };
     sqlx::raw_sql(pragma)
         .execute(&mut *conn)
@@ -136,7 +195,7 @@ pub async fn reset_session(conn: &mut SqliteConnection, db: &Database) -> Result
 
 impl DriverPool for sqlx::SqlitePool {
     fn acquire<'a>(&'a self, db: &'a Database) -> BoxFuture<'a, Result<Conn, DbError>> {
-        sqlx_common::acquire(self, db)
+        sqlx_common::acquire(self, db, SqliteConn::new)
     }
 
     /// SQLite shares the pool: an in-memory database exists only on the pool's connection, and
@@ -170,13 +229,14 @@ impl DriverPool for sqlx::SqlitePool {
     }
 }
 
-impl DriverConn for PoolConnection<Sqlite> {
+impl DriverConn for SqliteConn {
     fn run_raw<'a>(
         &'a mut self,
         db: &'a Database,
         sql: &'a str,
     ) -> BoxFuture<'a, Result<(), DbError>> {
-        sqlx_common::run_raw(self, db, sql)
+        self.columns.clear();
+        sqlx_common::run_raw(&mut self.conn, db, sql)
     }
 
     fn open_stream<'c, 'v>(
@@ -188,7 +248,11 @@ impl DriverConn for PoolConnection<Sqlite> {
     where
         'c: 'v,
     {
-        Box::pin(super::sqlite::open_stream(self, db, stmt, values))
+        Box::pin(async move {
+            let columns = self.columns_of(db, stmt).await?;
+            let rows = super::sqlite::stream_rows(&mut self.conn, db, stmt, values, &columns);
+            Ok((columns, rows))
+        })
     }
 
     fn execute<'a>(
@@ -197,7 +261,8 @@ impl DriverConn for PoolConnection<Sqlite> {
         stmt: &'a Statement,
         values: &'a [&'a Value],
     ) -> BoxFuture<'a, Result<u64, DbError>> {
-        Box::pin(super::sqlite::execute(self, db, stmt, values))
+        self.forget_columns_unless_rows_only(stmt.kind);
+        Box::pin(super::sqlite::execute(&mut self.conn, db, stmt, values))
     }
 
     fn start_session<'a>(
@@ -207,7 +272,7 @@ impl DriverConn for PoolConnection<Sqlite> {
         _statement_timeout: Duration,
     ) -> BoxFuture<'a, Result<ServerSession, DbError>> {
         Box::pin(async move {
-            start_session(self, db, read_only)
+            start_session(&mut self.conn, db, read_only)
                 .await
                 .map(ServerSession::Sqlite)
         })
@@ -218,15 +283,16 @@ impl DriverConn for PoolConnection<Sqlite> {
         db: &'a Database,
         _session: Option<&'a ServerSession>,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(reset_session(self, db))
+        self.columns.clear();
+        Box::pin(reset_session(&mut self.conn, db))
     }
 
     fn close_on_drop(&mut self) {
-        PoolConnection::close_on_drop(self)
+        self.conn.close_on_drop()
     }
 
     fn discard(self: Box<Self>) -> BoxFuture<'static, ()> {
-        sqlx_common::discard(*self)
+        sqlx_common::discard(self.conn)
     }
 }
 

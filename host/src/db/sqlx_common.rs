@@ -13,18 +13,19 @@ impl Database {
     }
 }
 
-/// Takes a connection from a sqlx pool.
-pub(super) fn acquire<'a, DB>(
+/// Takes a connection from a sqlx pool and lends it as `wrap` makes it.
+pub(super) fn acquire<'a, DB, C>(
     pool: &'a sqlx::Pool<DB>,
     db: &'a Database,
+    wrap: fn(PoolConnection<DB>) -> C,
 ) -> BoxFuture<'a, Result<Conn, DbError>>
 where
     DB: sqlx::Database,
-    PoolConnection<DB>: DriverConn,
+    C: DriverConn + 'static,
 {
     Box::pin(async move {
         let conn = pool.acquire().await.map_err(|e| db.error(e))?;
-        Ok(Conn::new(conn))
+        Ok(Conn::new(wrap(conn)))
     })
 }
 
