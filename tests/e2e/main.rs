@@ -6,6 +6,7 @@ mod support;
 mod batch;
 mod cli;
 mod components;
+mod config_files;
 mod fast_paths;
 mod grants;
 mod health;

@@ -149,6 +149,35 @@ pub enum ConfigError {
         /// The `CONNECTION_STRING` key to set.
         connection_key: String,
     },
+    /// The selected environment configures no database, but others do: the user meant one
+    /// of them, and the embedded default would run the flow on data nobody pointed it at.
+    #[error(
+        "database '{name}' is not configured for environment '{environment}', which has no \
+         databases; configuration was found for: {}. Select one with --env NAME or \
+         FLOWHOST_ENV=NAME (e.g. --env {example}), or configure '{environment}' \
+         (`flowhost config` shows which files were read)",
+        found.join("; ")
+    )]
+    EnvironmentNotConfigured {
+        name: String,
+        environment: String,
+        /// Each environment found, with where.
+        found: Vec<String>,
+        example: String,
+    },
+    /// An `--env-file` configures databases only for environments other than the selected one.
+    #[error(
+        "{} configures {} but the environment is '{environment}': select it with --env {} \
+         (or FLOWHOST_ENV), or pass the file for '{environment}'",
+        path.display(),
+        found.join(", "),
+        found.first().map(String::as_str).unwrap_or_default()
+    )]
+    EnvFileForOtherEnvironment {
+        path: PathBuf,
+        environment: String,
+        found: Vec<String>,
+    },
     /// A name with no letter or digit, which cannot form a key.
     #[error("'{name}' is not a usable database name: it needs a letter or digit")]
     InvalidDatabaseName {

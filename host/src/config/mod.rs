@@ -6,7 +6,12 @@
 //!
 //! 1. the process environment (so CI and production can override anything);
 //! 2. files passed with `--env-file` (a later file wins over an earlier one);
-//! 3. `.env` in the current directory (optional).
+//! 3. `$FLOWHOST_ENV_DIR/.env.<environment>` (the folder must exist, and the file in it);
+//! 4. `core/envs/.env.<environment>` (the Python system's layout), when present;
+//! 5. `.env.<environment>` in the current directory, when present;
+//! 6. `.env` in the current directory (optional).
+//!
+//! Only 1, 2 and 6 can select the environment; 3-5 are found by its name (see `files`).
 //!
 //! `.env` files use python-dotenv syntax: `KEY=VALUE`, an optional `export ` prefix, `#`
 //! comments, `'single-quoted'` values (literal) and `"double-quoted"` values (with `\n`, `\"`,
@@ -79,14 +84,16 @@
 //!
 //! ## With no configuration
 //!
-//! When the environment is `development` and has no database keys at all (global pool defaults
-//! do not count), every database is an SQLite file `.flowhost/<name>.sqlite`, created on first
+//! When the environment is `development` and no environment has database keys at all (in the
+//! process environment, the files read, or other `.env.<name>` files beside them; global pool
+//! defaults do not count), every database is an SQLite file `.flowhost/<name>.sqlite`, created on first
 //! use, so a fresh clone runs its example flow without any setup. Anywhere else an unconfigured
 //! database is an error that names the keys to set.
 
 mod display;
 mod dotenv;
 mod error;
+mod files;
 mod interpolate;
 mod keys;
 mod mssql;
@@ -99,6 +106,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
+pub use files::{ENV_DIR_VAR, EnvFile, FoundAs, SEED_LAYOUT_DIR};
 pub use interpolate::Origin;
 pub use pool::{PoolSettings, defaults};
 pub use secret::Secret;
@@ -208,6 +216,12 @@ pub struct Config {
     data_dir: PathBuf,
     /// Relative SQLite paths from the process environment are relative to this.
     process_base: PathBuf,
+    /// The files read, in the order applied (a later one wins).
+    files: Vec<EnvFile>,
+    /// What selected the environment.
+    selected_by: &'static str,
+    /// Every environment some key configures a database for, with where.
+    environments: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The key form of a logical name: upper case, anything but a letter or digit as `_`
@@ -228,31 +242,68 @@ pub fn key_name(name: &str) -> String {
 impl Config {
     /// Loads configuration; `opts.env_override` is the CLI's `--env`.
     pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
-        let mut files = HashMap::new();
         let mut warnings = Vec::new();
+        let mut parsed = Vec::new();
         if let Some(dir) = &opts.dotenv_dir {
-            let path = dir.join(".env");
-            match std::fs::read_to_string(&path) {
-                Ok(text) => read_file(&text, &path, &mut files, &mut warnings)?,
-                // `.env` is optional: a fresh clone has none.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    tracing::debug!(path = %path.display(), "no .env file");
-                }
-                Err(source) => return Err(ConfigError::Io { path, source }),
+            parsed.extend(files::read(
+                dir.join(".env"),
+                FoundAs::Dotenv,
+                false,
+                &mut warnings,
+            )?);
+        }
+        let mut flagged = Vec::new();
+        for path in &opts.extra_env_files {
+            flagged.extend(files::read(
+                path.clone(),
+                FoundAs::Flag,
+                true,
+                &mut warnings,
+            )?);
+        }
+        // Only `.env`, `--env-file` files and the process environment can select the
+        // environment: the other files are found by its name.
+        let early = Vars {
+            process: opts.process_env.clone(),
+            files: merged(parsed.iter().chain(&flagged)),
+        };
+        let (environment, selected_by) = select_environment(opts, &early)?;
+        let same_file = |a: &Path, b: &Path| {
+            a == b
+                || a.canonicalize()
+                    .is_ok_and(|a| b.canonicalize().is_ok_and(|b| a == b))
+        };
+        let by_name = files::environment_files(opts, &early, &environment)?;
+        let siblings = files::siblings(&by_name, &environment);
+        for (path, found_as, required) in by_name {
+            if flagged.iter().any(|f| same_file(&f.file.path, &path)) {
+                continue;
+            }
+            parsed.extend(files::read(path, found_as, required, &mut warnings)?);
+        }
+        // A file named on the command line for an environment other than the selected one is
+        // a mistake: running the default environment's databases instead would be worse.
+        for file in &flagged {
+            let configures = files::survey(std::slice::from_ref(file), &HashMap::new());
+            if !configures.is_empty() && !configures.contains_key(&environment) {
+                return Err(ConfigError::EnvFileForOtherEnvironment {
+                    path: file.file.path.clone(),
+                    environment: environment.clone(),
+                    found: configures.into_keys().collect(),
+                });
             }
         }
-        for path in &opts.extra_env_files {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            read_file(&text, path, &mut files, &mut warnings)?;
+        // `--env-file` files win over the files found by name.
+        parsed.extend(flagged);
+        let mut environments = files::survey(&parsed, &opts.process_env);
+        for (environment, places) in files::survey(&siblings, &HashMap::new()) {
+            environments.entry(environment).or_default().extend(places);
         }
         let vars = Vars {
             process: opts.process_env.clone(),
-            files,
+            files: merged(parsed.iter()),
         };
-        let environment = select_environment(opts, &vars)?;
+        let files = parsed.into_iter().map(|p| p.file).collect();
         let prefix = format!("{}_GLOBAL_", key_name(&environment));
 
         let mut selected = BTreeMap::new();
@@ -284,11 +335,13 @@ impl Config {
                 key.to_ascii_uppercase()
             ));
         }
-        // A typo'd key means someone tried to configure something: falling back to SQLite
-        // would hide it.
+        // A typo'd key means someone tried to configure something, and configuration for
+        // another environment means the user meant that one: falling back to SQLite would
+        // run the flow on data nobody pointed it at.
         let embedded_default = environment == DEFAULT_ENVIRONMENT
             && keys.databases.is_empty()
-            && keys.unknown.is_empty();
+            && keys.unknown.is_empty()
+            && environments.is_empty();
         tracing::debug!(
             %environment,
             databases = keys.databases.len(),
@@ -304,7 +357,46 @@ impl Config {
             embedded_default,
             data_dir: opts.data_dir.clone(),
             process_base: opts.dotenv_dir.clone().unwrap_or_default(),
+            files,
+            selected_by,
+            environments,
         })
+    }
+
+    /// The files read, in the order applied (a later one wins; the process environment wins
+    /// over all of them).
+    pub fn files(&self) -> &[EnvFile] {
+        &self.files
+    }
+
+    /// What selected the environment: `--env`, `FLOWHOST_ENV` or the default.
+    pub fn selected_by(&self) -> &'static str {
+        self.selected_by
+    }
+
+    /// Every environment some key configures a database for, with the files (or "the process
+    /// environment") that do.
+    pub fn environments(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.environments
+    }
+
+    /// The databases configured for the selected environment, by key form (`SURVEYHUB`), each
+    /// with the file (or `None`: the process environment) its connection string came from.
+    pub fn configured_databases(&self) -> Vec<(String, Option<PathBuf>)> {
+        self.keys
+            .databases
+            .iter()
+            .map(|(key, settings)| {
+                let file =
+                    settings
+                        .get(&Setting::ConnectionString)
+                        .and_then(|a| match &a.value.origin {
+                            Origin::File { path, .. } => Some(path.clone()),
+                            Origin::Process => None,
+                        });
+                (key.clone(), file)
+            })
+            .collect()
     }
 
     /// Migration placeholder values, by lower-case name: `FLOWHOST_PLACEHOLDER_<NAME>` keys
@@ -381,6 +473,21 @@ impl Config {
                 pool: self.pool(None)?,
                 readonly_target: None,
                 embedded: true,
+            });
+        }
+        if self.keys.databases.is_empty() && !self.environments.is_empty() {
+            return Err(ConfigError::EnvironmentNotConfigured {
+                name: name.to_string(),
+                environment: self.environment.clone(),
+                found: self
+                    .environments
+                    .iter()
+                    .map(|(env, places)| {
+                        let places: Vec<&str> = places.iter().map(String::as_str).collect();
+                        format!("{env} (in {})", places.join(", "))
+                    })
+                    .collect(),
+                example: self.environments.keys().next().cloned().unwrap_or_default(),
             });
         }
         Err(ConfigError::UnknownDatabase {
@@ -552,51 +659,36 @@ impl fmt::Debug for Config {
     }
 }
 
-fn read_file(
-    text: &str,
-    path: &Path,
-    files: &mut HashMap<String, RawValue>,
-    warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    let entries = dotenv::parse(text, path)?;
-    tracing::debug!(path = %path.display(), keys = entries.len(), "read env file");
-    for e in entries {
-        let origin = Origin::File {
-            path: path.to_path_buf(),
-            line: e.line,
-        };
-        match e.value {
-            Some(text) => {
-                files.insert(
-                    e.key,
-                    RawValue {
-                        text,
-                        origin,
-                        literal: e.literal,
-                    },
-                );
-            }
-            None => warnings.push(format!("{origin}: {} has no '=' and is ignored", e.key)),
+/// The values of `parsed` files, a later file's value winning.
+fn merged<'a>(parsed: impl Iterator<Item = &'a files::Parsed>) -> HashMap<String, RawValue> {
+    let mut values = HashMap::new();
+    for file in parsed {
+        for (key, value) in &file.values {
+            values.insert(key.clone(), value.clone());
         }
     }
-    Ok(())
+    values
 }
 
-fn select_environment(opts: &LoadOptions, vars: &Vars) -> Result<String, ConfigError> {
+fn select_environment(
+    opts: &LoadOptions,
+    vars: &Vars,
+) -> Result<(String, &'static str), ConfigError> {
     let non_empty = |s: &str| !s.trim().is_empty();
-    let name = if let Some(e) = opts.env_override.as_deref().filter(|s| non_empty(s)) {
-        e.to_string()
+    let (name, selected_by) = if let Some(e) = opts.env_override.as_deref().filter(|s| non_empty(s))
+    {
+        (e.to_string(), "--env")
     } else if let Some(e) = opts.process_env.get(ENV_VAR).filter(|s| non_empty(s)) {
-        e.clone()
+        (e.clone(), "FLOWHOST_ENV in the process environment")
     } else if let Some(raw) = vars.files.get(ENV_VAR) {
         let e = vars.resolve(ENV_VAR, raw)?;
         if non_empty(&e) {
-            e
+            (e, "FLOWHOST_ENV in a file")
         } else {
-            DEFAULT_ENVIRONMENT.to_string()
+            (DEFAULT_ENVIRONMENT.to_string(), "the default")
         }
     } else {
-        DEFAULT_ENVIRONMENT.to_string()
+        (DEFAULT_ENVIRONMENT.to_string(), "the default")
     };
     let name = name.trim().to_ascii_lowercase();
     if !name
@@ -605,8 +697,11 @@ fn select_environment(opts: &LoadOptions, vars: &Vars) -> Result<String, ConfigE
     {
         return Err(ConfigError::InvalidEnvironment { name });
     }
-    Ok(name)
+    Ok((name, selected_by))
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod files_tests;

@@ -14,6 +14,8 @@ use crate::run::{Host, RunRequest, RunStatus};
 use crate::runtime::RuntimeOptions;
 use crate::{Error, exit, health};
 
+mod config_cmd;
+
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
@@ -22,9 +24,11 @@ Exit codes:
   3  a database could not be reached, or a migration failed
   4  the flow was stopped (panic, trap, time, memory or fuel limit)
 
-Configuration comes from .env in the current directory, --env-file files and the process
-environment (which wins). With no configuration at all, the development environment keeps
-its databases in SQLite files under .flowhost/. See README.md for every key.";
+Configuration comes from, in order (a later one wins): .env in the current directory, then
+.env.<environment>, core/envs/.env.<environment> and $FLOWHOST_ENV_DIR/.env.<environment>,
+then --env-file files; the process environment wins over all. `flowhost config` shows what
+was read. Only with no configuration at all, for any environment, does the development
+environment keep its databases in SQLite files under .flowhost/. See README.md for every key.";
 
 /// Runs data flows as sandboxed WebAssembly components with granted database access.
 #[derive(Debug, Parser)]
@@ -41,8 +45,9 @@ struct GlobalArgs {
     /// Environment whose databases to use (overrides FLOWHOST_ENV; default: development).
     #[arg(long = "env", global = true, value_name = "NAME")]
     environment: Option<String>,
-    /// Extra .env file to read after ./.env (repeatable; later files win, the process
-    /// environment wins over all).
+    /// Extra .env file to read after the ones found by name (repeatable; later files win, the
+    /// process environment wins over all). A file that configures only other environments
+    /// than the selected one is refused.
     #[arg(long = "env-file", global = true, value_name = "PATH")]
     env_files: Vec<PathBuf>,
     /// Folder for embedded SQLite databases and the compiled-component cache.
@@ -74,6 +79,9 @@ enum Command {
     Migrate(MigrateArgs),
     /// Check databases: connection, SELECT 1, response time, migrations, pool.
     Health(HealthArgs),
+    /// Show where configuration comes from: the environment and what selected it, the files
+    /// read, the databases each defines and other environments found. Never a secret.
+    Config(config_cmd::ConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -295,11 +303,16 @@ fn load_config(global: &GlobalArgs) -> Result<Arc<Config>, Error> {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Error> {
+    if let Command::Config(args) = &cli.command {
+        // Shown even when loading fails: that is when it is needed most.
+        return Ok(config_cmd::show(load_config(&cli.global), args));
+    }
     let config = load_config(&cli.global)?;
     match cli.command {
         Command::Run(args) => run(config, &cli.global, args).await,
         Command::Migrate(args) => migrate_cmd(config, args).await,
         Command::Health(args) => health_cmd(config, args).await,
+        Command::Config(_) => unreachable!("handled before the configuration is required"),
     }
 }
 
