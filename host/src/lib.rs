@@ -47,8 +47,22 @@ pub enum Error {
         file: PathBuf,
         message: String,
     },
+    #[error(
+        "the embedded database '{database}' would be created empty: there is no seed file \
+         {database}.sql in {}, and a read-only grant can never fill it; put the seed there, or \
+         configure the database ({key})",
+        looked_in.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    Unseeded {
+        database: String,
+        looked_in: Vec<PathBuf>,
+        key: String,
+    },
     #[error("{0}")]
     Usage(String),
+    /// `flowhost build`: the toolchain failed (its own errors went to the terminal).
+    #[error("{0}")]
+    Build(String),
 }
 
 /// Process exit codes, documented in `flowhost --help` and the README.
@@ -68,7 +82,10 @@ pub mod exit {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Database(_) | Error::Migrate(_) | Error::Seed { .. } => exit::DATABASE,
+            Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Seed { .. }
+            | Error::Unseeded { .. } => exit::DATABASE,
             Error::Runtime(runtime::RuntimeError::Trapped { .. }) => exit::TRAPPED,
             Error::Runtime(
                 runtime::RuntimeError::FlowFailed { .. } | runtime::RuntimeError::BadOutput { .. },

@@ -124,6 +124,7 @@ impl Host {
         let manifest = &request.manifest;
         let flow = manifest.flow.name.clone();
         let component = self.component(&request.component)?;
+        self.databases.seeds_for(&manifest.path);
 
         // Every grant's database is opened, checked and migrated at once: two databases cost
         // the slower one's connection, not the sum.

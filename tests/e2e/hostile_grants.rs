@@ -8,6 +8,8 @@ use crate::support::*;
 /// Opens `name` with only `SurveyHub` granted (embedded default: no server needed).
 fn open_as(name: &str) -> Value {
     let project = Project::new();
+    // A read-only embedded database is created only from a seed.
+    project.write("seeds/SurveyHub.sql", "CREATE TABLE t (x INTEGER);\n");
     let results = probe_results(&project.run_probe(
         &[("SurveyHub", "read-only")],
         json!([{ "op": "open", "db": name }, { "op": "open", "db": "SurveyHub" }]),

@@ -3,11 +3,13 @@
 
 mod support;
 
+mod authoring;
 mod batch;
 mod cli;
 mod components;
 mod config_files;
 mod fast_paths;
+mod first_contact;
 mod grants;
 mod health;
 mod hostile_deadlines;

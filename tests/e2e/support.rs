@@ -97,7 +97,13 @@ impl Project {
     /// Runs `flowhost` with `args` in this project, with a clean environment (no FLOWHOST_*
     /// or *_GLOBAL_* variables from the machine leak in).
     pub fn flowhost(&self, args: &[&str]) -> Output {
+        self.flowhost_with(args, &[])
+    }
+
+    /// [`Project::flowhost`] with extra environment variables.
+    pub fn flowhost_with(&self, args: &[&str], envs: &[(&str, &Path)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowhost"));
+        cmd.envs(envs.iter().copied());
         cmd.current_dir(self.path()).args(args);
         for (key, _) in std::env::vars() {
             if key.starts_with("FLOWHOST") || key.contains("_GLOBAL_") {

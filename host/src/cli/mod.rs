@@ -14,7 +14,9 @@ use crate::run::{Host, RunRequest, RunStatus};
 use crate::runtime::RuntimeOptions;
 use crate::{Error, exit, health};
 
+mod build_cmd;
 mod config_cmd;
+mod scaffold;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -82,6 +84,13 @@ enum Command {
     /// Show where configuration comes from: the environment and what selected it, the files
     /// read, the databases each defines and other environments found. Never a secret.
     Config(config_cmd::ConfigArgs),
+    /// Create a new flow: its crate (flows/NAME/, with a unit test), its commented manifest
+    /// (flows/NAME.toml) and the migrations of the database it owns. It builds and runs as
+    /// generated: `flowhost build NAME`, then `flowhost run flows/NAME.wasm`.
+    New(scaffold::NewArgs),
+    /// Compile flows to wasm32-wasip2 components (adding the target if missing), place them
+    /// as flows/NAME.wasm and precompile them into the cache. cargo's errors are shown as is.
+    Build(build_cmd::BuildArgs),
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +293,14 @@ fn init_logging(global: &GlobalArgs) {
         .try_init();
 }
 
+/// Where compiled components are cached: --cache-dir, else <data-dir>/cache.
+fn cache_dir(global: &GlobalArgs) -> PathBuf {
+    global
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| global.data_dir.join("cache"))
+}
+
 fn load_config(global: &GlobalArgs) -> Result<Arc<Config>, Error> {
     let cwd = std::env::current_dir().map_err(|e| Error::Io {
         action: "read the current directory".into(),
@@ -303,16 +320,22 @@ fn load_config(global: &GlobalArgs) -> Result<Arc<Config>, Error> {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Error> {
-    if let Command::Config(args) = &cli.command {
+    match &cli.command {
         // Shown even when loading fails: that is when it is needed most.
-        return Ok(config_cmd::show(load_config(&cli.global), args));
+        Command::Config(args) => return Ok(config_cmd::show(load_config(&cli.global), args)),
+        // Writing and building flows needs no database configuration.
+        Command::New(args) => return scaffold::new(args),
+        Command::Build(args) => return build_cmd::build(args, cache_dir(&cli.global)),
+        _ => {}
     }
     let config = load_config(&cli.global)?;
     match cli.command {
         Command::Run(args) => run(config, &cli.global, args).await,
         Command::Migrate(args) => migrate_cmd(config, args).await,
         Command::Health(args) => health_cmd(config, args).await,
-        Command::Config(_) => unreachable!("handled before the configuration is required"),
+        Command::Config(_) | Command::New(_) | Command::Build(_) => {
+            unreachable!("handled before the configuration is required")
+        }
     }
 }
 
@@ -337,6 +360,9 @@ fn read_input(args: &RunArgs) -> Result<String, Error> {
 
 async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<u8, Error> {
     let input = read_input(&args)?;
+    if !args.component.is_file() {
+        return Err(Error::Usage(missing_component(&args.component)));
+    }
     let manifest_path = args
         .manifest
         .clone()
@@ -345,12 +371,7 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
     let host = Host::new(
         config,
         RuntimeOptions {
-            cache_dir: Some(
-                global
-                    .cache_dir
-                    .clone()
-                    .unwrap_or_else(|| global.data_dir.join("cache")),
-            ),
+            cache_dir: Some(cache_dir(global)),
             fuel: manifest.limits.fuel.is_some(),
             // One run per process: a pool of one reserves no more than the run uses.
             max_concurrent_instances: Some(1),
@@ -390,6 +411,42 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
             })
         }
     }
+}
+
+/// What to say when the component to run is not there: the flows that are, and how to build.
+fn missing_component(path: &Path) -> String {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut present: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .map(|p| p.display().to_string())
+        .collect();
+    present.sort();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut message = format!("no component at {}", path.display());
+    if path.is_dir() {
+        message = format!("{} is a folder, not a component", path.display());
+    }
+    if !present.is_empty() {
+        message.push_str(&format!(
+            "; components in {}: {}",
+            dir.display(),
+            present.join(", ")
+        ));
+    }
+    message.push_str(&format!(
+        "; build a flow crate with `flowhost build {stem}` (or `make flows` for rpa1)"
+    ));
+    message
 }
 
 fn parse_version(flag: &str, text: &str) -> Result<migrate::Version, Error> {

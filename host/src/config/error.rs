@@ -33,14 +33,18 @@ pub enum ConfigError {
         /// The name as given.
         name: String,
     },
-    /// `${VAR}` without a default, and VAR set nowhere.
+    /// `${VAR}` without a default, and VAR set nowhere; every such variable of the value, so
+    /// one fix-and-retry settles them all.
     #[error(
-        "${{{var}}} in {key} ({origin}) is not set in the process environment or any .env file \
-         (write ${{{var}:-default}} for a default)"
+        "{} in {key} ({origin}) {} not set in the process environment or any .env file \
+         (write ${{{}:-default}} for a default)",
+        vars.iter().map(|v| format!("${{{v}}}")).collect::<Vec<_>>().join(", "),
+        if vars.len() == 1 { "is" } else { "are" },
+        vars[0]
     )]
     UnresolvedVariable {
-        /// The variable referred to.
-        var: String,
+        /// The variables referred to, in the order written (at least one).
+        vars: Vec<String>,
         /// The key whose value refers to it.
         key: String,
         /// Where that key was set.

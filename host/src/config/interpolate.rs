@@ -94,6 +94,7 @@ impl Vars {
             message: message.to_string(),
         };
         let mut out = String::with_capacity(text.len());
+        let mut unset: Vec<String> = Vec::new();
         let mut rest = text;
         while let Some(i) = rest.find('$') {
             out.push_str(&rest[..i]);
@@ -128,11 +129,9 @@ impl Vars {
                     }
                     (Some(v), _) => out.push_str(&v),
                     (None, _) => {
-                        return Err(ConfigError::UnresolvedVariable {
-                            var: var.to_string(),
-                            key: key.to_string(),
-                            origin: origin.clone(),
-                        });
+                        if !unset.iter().any(|v| v == var) {
+                            unset.push(var.to_string());
+                        }
                     }
                 }
             } else {
@@ -140,6 +139,13 @@ impl Vars {
                 out.push('$');
                 rest = after;
             }
+        }
+        if !unset.is_empty() {
+            return Err(ConfigError::UnresolvedVariable {
+                vars: unset,
+                key: key.to_string(),
+                origin: origin.clone(),
+            });
         }
         out.push_str(rest);
         Ok(out)
@@ -277,6 +283,22 @@ mod tests {
         assert!(e.contains(".env:7"), "{e}");
         assert!(!e.contains("s3cr3t"), "{e}");
         assert!(!e.contains("postgresql://"), "{e}");
+    }
+
+    #[test]
+    fn every_unset_variable_of_a_value_is_reported_at_once() {
+        let v = vars(&[("PGHOST", "db")], &[]);
+        let e = expand(
+            &v,
+            "postgresql://${PGUSER}:${PGPASSWORD}@${PGHOST}/${PGUSER}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("${PGUSER}, ${PGPASSWORD} in THE_KEY (.env:7) are not set"),
+            "{e}"
+        );
+        assert!(!e.contains("PGHOST"), "{e}");
     }
 
     #[test]

@@ -151,7 +151,56 @@ pub(crate) fn collect(prefix: &str, keys: BTreeMap<String, RawValue>) -> EnvKeys
             }
         }
     }
+    drop_misspelt_globals(prefix, &mut out);
     out
+}
+
+/// A "database" with no connection string whose only keys are near misses of global settings
+/// is a typo, not a database: `CONECTION_POOL_SIZE` splits as database `CONECTION`'s
+/// `POOL_SIZE`, and would show up as a phantom database that fails every health check.
+fn drop_misspelt_globals(prefix: &str, out: &mut EnvKeys) {
+    let phantoms: Vec<String> = out
+        .databases
+        .iter()
+        .filter(|(_, settings)| {
+            !settings.contains_key(&Setting::ConnectionString)
+                && !settings.contains_key(&Setting::ReadonlyConnectionString)
+                && !settings.contains_key(&Setting::Type)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in phantoms {
+        let settings = out.databases.get_mut(&name).expect("listed above");
+        let misspelt: Vec<(Setting, &'static str)> = settings
+            .iter()
+            .filter_map(|(setting, a)| Some((*setting, near_global(&a.key[prefix.len()..])?)))
+            .collect();
+        for (setting, meant) in misspelt {
+            let a = settings.remove(&setting).expect("listed above");
+            out.warnings.push(format!(
+                "{} ({}) is not a flowhost setting and is ignored; did you mean {prefix}{meant}?",
+                a.key, a.value.origin
+            ));
+            out.unknown.push(a.key);
+        }
+        if settings.is_empty() {
+            out.databases.remove(&name);
+        }
+    }
+}
+
+/// The global setting `rest` is a near miss of, if any: a letter or two wrong, not a name put
+/// in front (`A_POOL_TIMEOUT` is database A's).
+fn near_global(rest: &str) -> Option<&'static str> {
+    SUFFIXES
+        .iter()
+        .filter(|(suffix, setting)| {
+            setting.allowed_globally() && rest.len().abs_diff(suffix.len()) <= 1
+        })
+        .map(|(suffix, _)| (distance(rest, suffix), *suffix))
+        .filter(|(d, suffix)| *d > 0 && *d <= (suffix.len() / 5).clamp(1, 2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, suffix)| suffix)
 }
 
 fn insert(
@@ -200,8 +249,8 @@ fn suggest(rest: &str) -> Option<String> {
     best.map(|(_, s)| s)
 }
 
-/// Levenshtein distance; the strings are short key suffixes.
-fn distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance; the strings are short key parts.
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -237,6 +286,23 @@ mod tests {
             })
             .collect();
         collect(P, map)
+    }
+
+    #[test]
+    fn a_misspelt_global_is_not_a_database() {
+        let k = keys(&[("CONECTION_POOL_SIZE", "5"), ("A_POOL_TIMEOUT", "3")]);
+        assert!(!k.databases.contains_key("CONECTION"), "{:?}", k.databases);
+        assert!(k.unknown.contains(&format!("{P}CONECTION_POOL_SIZE")));
+        assert!(
+            k.warnings
+                .iter()
+                .any(|w| w.contains("did you mean DEVELOPMENT_GLOBAL_CONNECTION_POOL_SIZE?")),
+            "{:?}",
+            k.warnings
+        );
+        // A short database name is still a database: `A_POOL_TIMEOUT` is two edits from the
+        // global POOL_TIMEOUT, more than a typo of it.
+        assert!(k.databases["A"].contains_key(&Setting::PoolTimeout));
     }
 
     #[test]

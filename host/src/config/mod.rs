@@ -201,6 +201,11 @@ pub struct DatabaseConfig {
     pub readonly_target: Option<DatabaseTarget>,
     /// An embedded SQLite default rather than configured.
     pub embedded: bool,
+    /// The setting the connection string came from (`DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING`,
+    /// and the file that set it), so a refused login can say where to fix it.
+    pub source: Option<String>,
+    /// The same for `readonly_target`.
+    pub readonly_source: Option<String>,
 }
 
 /// The configuration of one environment.
@@ -335,6 +340,12 @@ impl Config {
                 key.to_ascii_uppercase()
             ));
         }
+        let all_keys = vars
+            .files
+            .iter()
+            .map(|(k, v)| (k, v.origin.clone()))
+            .chain(opts.process_env.keys().map(|k| (k, Origin::Process)));
+        warnings.extend(misspelt_environments(all_keys, &environment, &environments));
         // A typo'd key means someone tried to configure something, and configuration for
         // another environment means the user meant that one: falling back to SQLite would
         // run the flow on data nobody pointed it at.
@@ -450,6 +461,11 @@ impl Config {
     }
 
     /// The configuration of the database the manifest calls `name`.
+    /// The setting that configures `name`'s connection string in the selected environment.
+    pub fn connection_key(&self, name: &str) -> String {
+        format!("{}{}_CONNECTION_STRING", self.prefix, key_name(name))
+    }
+
     pub fn database(&self, name: &str) -> Result<DatabaseConfig, ConfigError> {
         let key = key_name(name);
         if !key.chars().any(|c| c.is_ascii_alphanumeric()) {
@@ -473,6 +489,8 @@ impl Config {
                 pool: self.pool(None)?,
                 readonly_target: None,
                 embedded: true,
+                source: None,
+                readonly_source: None,
             });
         }
         if self.keys.databases.is_empty() && !self.environments.is_empty() {
@@ -589,10 +607,13 @@ impl Config {
         })?;
         let f = self.resolve(conn)?;
         let target = self.target_of(&f, declared.as_ref().map(|d| d.0))?;
+        let source = describe_source(&f);
+        let mut readonly_source = None;
         let readonly_target = match settings.get(&Setting::ReadonlyConnectionString) {
             None => None,
             Some(a) => {
                 let ro = self.resolve(a)?;
+                readonly_source = Some(describe_source(&ro));
                 let ro_target = self.target_of(&ro, Some(target.kind()))?;
                 if ro_target.kind() != target.kind() {
                     return Err(ConfigError::TypeMismatch {
@@ -621,6 +642,8 @@ impl Config {
             pool: self.pool(Some(settings))?,
             readonly_target,
             embedded: false,
+            source: Some(source),
+            readonly_source,
         })
     }
 
@@ -698,6 +721,47 @@ fn select_environment(
         return Err(ConfigError::InvalidEnvironment { name });
     }
     Ok((name, selected_by))
+}
+
+/// Warnings for keys shaped like flowhost settings (`<ENV>_GLOBAL_...`) whose environment part
+/// is a near miss of the selected or a configured environment (`DEVELOPMNET_GLOBAL_...`):
+/// such a key is otherwise ignored without a word.
+fn misspelt_environments<'k>(
+    keys: impl Iterator<Item = (&'k String, Origin)>,
+    environment: &str,
+    environments: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    let mut known: Vec<String> = environments.keys().map(|e| key_name(e)).collect();
+    known.push(key_name(environment));
+    let mut warnings = Vec::new();
+    for (key, origin) in keys {
+        let Some(at) = key.find("_GLOBAL_") else {
+            continue;
+        };
+        let (env_part, rest) = (&key[..at], &key[at..]);
+        if env_part.is_empty() || known.iter().any(|k| k == env_part) {
+            continue;
+        }
+        let near = known
+            .iter()
+            .map(|k| (keys::distance(env_part, k), k))
+            .filter(|(d, k)| *d <= 2 && *d < k.len() / 2)
+            .min_by_key(|(d, _)| *d);
+        if let Some((_, meant)) = near {
+            warnings.push(format!(
+                "{key} ({origin}) is ignored: no environment is called '{}'; did you mean \
+                 {meant}{rest}?",
+                env_part.to_ascii_lowercase()
+            ));
+        }
+    }
+    warnings
+}
+
+/// Where a setting came from, as a user would look for it: `KEY (path:line)` or `KEY (process
+/// environment)`.
+fn describe_source(f: &pool::Found) -> String {
+    format!("{} ({})", f.key, f.origin)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod numeric;
 pub mod postgres;
 mod postgres_arrays;
 mod postgres_session;
+mod reach;
 mod session;
 pub mod sqlite;
 mod sqlite_session;
@@ -24,6 +25,7 @@ mod statement;
 pub mod temporal;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +81,10 @@ pub struct Database {
     redactor: Redactor,
     max_connections: u32,
     connect_timeout: Duration,
+    /// Where a network database listens, to tell "nothing there" at once (see [`reach`]).
+    endpoint: Option<reach::Endpoint>,
+    /// The setting its connection string came from, for errors that say where to fix a login.
+    source: Option<String>,
     /// The configured DATABASE_TIMEOUT / statement timeout, if any.
     statement_timeout: Option<Duration>,
     /// Guest statements already checked, by grant and text: flows repeat the same few
@@ -184,6 +190,8 @@ impl Database {
             redactor,
             max_connections: cfg.pool.max_connections,
             connect_timeout: cfg.pool.connect_timeout,
+            endpoint: reach::Endpoint::of(&cfg.target),
+            source: cfg.source.clone(),
             statement_timeout: cfg.pool.statement_timeout,
             statements: StatementCache::default(),
             functions: postgres_session::FunctionVerdicts::default(),
@@ -294,30 +302,68 @@ impl Database {
     /// Takes a connection from the pool, waiting at most the configured acquire timeout.
     ///
     /// While the pool holds no connection at all, taking one means connecting, so the connect
-    /// timeout applies too: a server that is down fails fast instead of after POOL_TIMEOUT.
+    /// timeout applies too, and a cause the driver would hide (nothing listening, a refused
+    /// login) is reported at once instead of after the timeout.
     pub async fn acquire(&self) -> Result<Conn, DbError> {
         let acquire = self.pool.0.acquire(self);
         if self.pool_status().size > 0 {
             return acquire.await;
         }
-        tokio::time::timeout(self.connect_timeout, acquire)
-            .await
-            .unwrap_or_else(|_| {
-                Err(DbError::Connection {
-                    database: self.name.clone(),
-                    target: self.target.clone(),
-                    message: format!(
-                        "no connection within {:?} (CONNECT_TIMEOUT); is the server running and reachable?",
-                        self.connect_timeout
-                    ),
-                })
-            })
+        self.first_connection(acquire).await
+    }
+
+    async fn first_connection(
+        &self,
+        acquire: impl std::future::Future<Output = Result<Conn, DbError>>,
+    ) -> Result<Conn, DbError> {
+        let unreachable = async {
+            let Some(endpoint) = &self.endpoint else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep(reach::PROBE_GRACE).await;
+            match endpoint.unreachable().await {
+                Some(cause) => cause,
+                None => std::future::pending().await,
+            }
+        };
+        let connect = tokio::time::timeout(self.connect_timeout, acquire);
+        let outcome = tokio::select! {
+            outcome = connect => outcome,
+            cause = unreachable => return Err(self.unreachable(cause)),
+        };
+        match outcome {
+            Ok(result) => result.map_err(|e| self.login_error(e)),
+            Err(_) => Err(self.unreachable(format!(
+                "no connection within {:?} (CONNECT_TIMEOUT); is the server running and reachable?",
+                self.connect_timeout
+            ))),
+        }
+    }
+
+    /// A driver's error from logging in, said as such (SQLite has no login to explain).
+    fn login_error(&self, err: DbError) -> DbError {
+        match self.backend {
+            Backend::Sqlite => err,
+            _ => reach::login_error(err, &self.target, self.source.as_deref()),
+        }
+    }
+
+    fn unreachable(&self, message: String) -> DbError {
+        DbError::Connection {
+            database: self.name.clone(),
+            target: self.target.clone(),
+            message,
+        }
     }
 
     /// A connection outside the shared pool, and the private pool to close when done with it
     /// (see [`DriverPool::dedicated`]). `application_name` names it on the server.
     pub async fn dedicated(&self, application_name: &str) -> Result<(Conn, Option<Pool>), DbError> {
-        self.pool.0.dedicated(self, application_name).await
+        self.pool
+            .0
+            .dedicated(self, application_name)
+            .await
+            .map_err(|e| self.login_error(e))
     }
 
     /// Connects (or reuses an idle connection) and runs `SELECT 1`; returns how long it took.
@@ -489,6 +535,10 @@ pub struct DatabaseSet {
     /// One cell per pool, so opening one database (a TLS handshake, a server far away) never
     /// waits for another's; the map's lock is held only to find the cell.
     open: std::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Database>>>>>,
+    /// Where embedded databases' demo data is looked for, first match wins: the `seeds`
+    /// folders of the projects whose manifests were run (see [`DatabaseSet::seeds_for`]), then
+    /// `seeds` in the working directory.
+    seed_dirs: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl DatabaseSet {
@@ -496,7 +546,39 @@ impl DatabaseSet {
         DatabaseSet {
             config,
             open: Default::default(),
+            seed_dirs: std::sync::Mutex::new(vec![PathBuf::from("seeds")]),
         }
+    }
+
+    /// Looks for seeds beside the manifest at `manifest` too: `seeds/` in its folder and in
+    /// that folder's parent (the project, for `flows/NAME.toml`), before the working
+    /// directory's, so a flow run from anywhere finds its project's demo data.
+    pub fn seeds_for(&self, manifest: &Path) {
+        let dir = manifest
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let candidates = [
+            Some(dir.join("seeds")),
+            dir.parent().map(|p| p.join("seeds")),
+        ];
+        let mut dirs = self.seed_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        // The working directory's folder stays last.
+        let fallback = dirs.pop().unwrap_or_else(|| PathBuf::from("seeds"));
+        for candidate in candidates.into_iter().flatten() {
+            if !dirs.contains(&candidate) {
+                dirs.push(candidate);
+            }
+        }
+        dirs.push(fallback);
+    }
+
+    fn seed_dirs(&self) -> Vec<PathBuf> {
+        self.seed_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn config(&self) -> &Config {
@@ -516,7 +598,7 @@ impl DatabaseSet {
             .get_or_try_init(|| async {
                 let cfg = self.config.database(name)?;
                 if cfg.embedded {
-                    sqlite::prepare_embedded(&cfg).await?;
+                    sqlite::prepare_embedded(&cfg, &self.seed_dirs()).await?;
                 }
                 Ok::<_, crate::Error>(Arc::new(Database::open(&cfg).await?))
             })
@@ -532,6 +614,20 @@ impl DatabaseSet {
         name: &str,
         access: Access,
     ) -> Result<Arc<Database>, crate::Error> {
+        if access == Access::ReadOnly {
+            // An embedded database about to be created with no demo data could only ever be
+            // read empty: refuse before creating it, so the next run (with the seed in place)
+            // still seeds it.
+            let cfg = self.config.database(name)?;
+            let seed_dirs = self.seed_dirs();
+            if sqlite::would_start_empty(&cfg, &seed_dirs) {
+                return Err(crate::Error::Unseeded {
+                    database: name.to_owned(),
+                    looked_in: seed_dirs,
+                    key: self.config.connection_key(name),
+                });
+            }
+        }
         let main = self.get(name).await?;
         if access != Access::ReadOnly {
             return Ok(main);
@@ -546,6 +642,7 @@ impl DatabaseSet {
                 Database::open(&DatabaseConfig {
                     target: readonly,
                     readonly_target: None,
+                    source: cfg.readonly_source.clone(),
                     ..cfg
                 })
                 .await

@@ -98,9 +98,13 @@ fn is_busy(e: &sqlx::Error) -> bool {
 }
 
 /// Creates an embedded development database the first time it is used, loading its demo data
-/// from `seeds/<name>.sql` when that file exists. The file is built under a temporary name and
-/// renamed into place, so a failed seed never leaves a half-filled database behind.
-pub async fn prepare_embedded(cfg: &DatabaseConfig) -> Result<(), crate::Error> {
+/// from `<name>.sql` in the first of `seed_dirs` that has it. The file is built under a
+/// temporary name and renamed into place, so a failed seed never leaves a half-filled database
+/// behind. Without a seed nothing is created here: the pool creates an empty file on first use.
+pub async fn prepare_embedded(
+    cfg: &DatabaseConfig,
+    seed_dirs: &[PathBuf],
+) -> Result<(), crate::Error> {
     let DatabaseTarget::Sqlite {
         path,
         in_memory: false,
@@ -118,7 +122,8 @@ pub async fn prepare_embedded(cfg: &DatabaseConfig) -> Result<(), crate::Error> 
             source: e,
         })?;
     }
-    let Some(seed) = seed_file(&cfg.name) else {
+    let Some(seed) = seed_file(&cfg.name, seed_dirs) else {
+        tracing::debug!(database = %cfg.name, path = %path.display(), "creating embedded development database empty: no seed file for it");
         return Ok(());
     };
     let script = std::fs::read_to_string(&seed).map_err(|e| crate::Error::Io {
@@ -144,11 +149,26 @@ pub async fn prepare_embedded(cfg: &DatabaseConfig) -> Result<(), crate::Error> 
     Ok(())
 }
 
-/// `seeds/<name>.sql` (exact name first, then lowercase), relative to the working directory.
-fn seed_file(name: &str) -> Option<PathBuf> {
-    [name.to_owned(), name.to_lowercase()]
-        .iter()
-        .map(|n| Path::new("seeds").join(format!("{n}.sql")))
+/// Whether `cfg` is an embedded database not created yet, for which no seed file exists.
+pub fn would_start_empty(cfg: &DatabaseConfig, seed_dirs: &[PathBuf]) -> bool {
+    match &cfg.target {
+        DatabaseTarget::Sqlite {
+            path,
+            in_memory: false,
+            ..
+        } => cfg.embedded && !path.exists() && seed_file(&cfg.name, seed_dirs).is_none(),
+        _ => false,
+    }
+}
+
+/// `<name>.sql` (exact name first, then lowercase) in the first folder of `dirs` that has it.
+fn seed_file(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter()
+        .flat_map(|dir| {
+            [name.to_owned(), name.to_lowercase()]
+                .into_iter()
+                .map(move |n| dir.join(format!("{n}.sql")))
+        })
         .find(|p| p.is_file())
 }
 

@@ -171,6 +171,8 @@ async fn sqlite_in_memory_database_keeps_its_migrations() {
         pool: PoolSettings::default(),
         readonly_target: None,
         embedded: false,
+        source: None,
+        readonly_source: None,
     })
     .await
     .unwrap();

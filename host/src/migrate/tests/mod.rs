@@ -70,6 +70,8 @@ impl Fixture {
             },
             readonly_target: None,
             embedded: false,
+            source: None,
+            readonly_source: None,
         })
         .await
         .unwrap()
