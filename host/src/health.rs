@@ -58,6 +58,9 @@ pub struct DatabaseHealth {
     pub pool: Option<PoolStatus>,
     /// Why the database is not healthy; never holds a secret.
     pub error: Option<String>,
+    /// What kind of failure `error` is ([`crate::Error::kind`]): `config` when the database
+    /// is not usably configured, `database` when it could not be reached or did not answer.
+    pub error_kind: Option<String>,
     /// Softer findings (pending migrations, slowness).
     pub warnings: Vec<String>,
 }
@@ -111,12 +114,14 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
         migrations: None,
         pool: None,
         error: None,
+        error_kind: None,
         warnings: Vec::new(),
     };
     let db = match databases.get(name).await {
         Ok(db) => db,
         Err(e) => {
             health.error = Some(e.to_string());
+            health.error_kind = Some(e.kind());
             return health;
         }
     };
@@ -137,7 +142,10 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
                             .push(format!("SELECT 1 took {} ms", elapsed.as_millis()));
                     }
                 }
-                Err(e) => health.error = Some(e.to_string()),
+                Err(e) => {
+                    health.error = Some(e.to_string());
+                    health.error_kind = Some("database".into());
+                }
             }
             if health.query_ok {
                 let sql = db.backend().server_version_sql();
@@ -149,7 +157,10 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
                 }
             }
         }
-        Err(e) => health.error = Some(describe_unreachable(&e)),
+        Err(e) => {
+            health.error = Some(describe_unreachable(&e));
+            health.error_kind = Some("database".into());
+        }
     }
     health.pool = Some(db.pool_status());
     if !health.query_ok {
@@ -223,7 +234,7 @@ pub fn render(report: &HealthReport) -> String {
                 d.migrations
                     .as_ref()
                     .map(|m| {
-                        let version = m.current_version.as_deref().map(|v| format!("V{v}"));
+                        let version = m.current_version.as_deref().map(|v| format!("version {v}"));
                         format!(
                             "{}, {} pending",
                             version.unwrap_or_else(|| "none".into()),

@@ -80,6 +80,24 @@ pub mod exit {
 }
 
 impl Error {
+    /// A stable, machine-readable name for what went wrong, as `--json` reports it: `usage`,
+    /// `config`, `manifest`, `component`, `build`, `io`, `database`, `migration`, `seed`,
+    /// `flow-error`, `bad-output`, or how the flow was stopped (`panic`, `timeout`,
+    /// `out-of-memory`, `out-of-fuel`, `stack-overflow`, `trap`).
+    pub fn kind(&self) -> String {
+        match self {
+            Error::Config(_) => "config".into(),
+            Error::Manifest(_) => "manifest".into(),
+            Error::Database(_) => "database".into(),
+            Error::Migrate(_) => "migration".into(),
+            Error::Runtime(e) => run::failure_kind(e),
+            Error::Io { .. } => "io".into(),
+            Error::Seed { .. } | Error::Unseeded { .. } => "seed".into(),
+            Error::Usage(_) => "usage".into(),
+            Error::Build(_) => "build".into(),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Database(_)

@@ -165,7 +165,8 @@ impl Host {
                 &request.input,
             )
             .await;
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // To the hundredth of a millisecond: finer digits are noise in a log and a record.
+        let duration_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
         let (status, output, error) = match outcome {
             Ok(output) => (RunStatus::Succeeded, Some(output), None),
             Err(e) => (RunStatus::Failed, None, Some(failure(&e))),
@@ -243,18 +244,24 @@ impl Host {
 }
 
 fn failure(err: &RuntimeError) -> RunFailure {
-    let kind = match err {
+    RunFailure {
+        kind: failure_kind(err),
+        message: err.to_string(),
+    }
+}
+
+/// The `kind` a runtime error is reported under (see [`RunFailure::kind`]); a component that
+/// cannot be read or loaded is `component`.
+pub(crate) fn failure_kind(err: &RuntimeError) -> String {
+    match err {
         RuntimeError::FlowFailed { .. } => "flow-error".to_owned(),
         RuntimeError::BadOutput { .. } => "bad-output".to_owned(),
         RuntimeError::Trapped { kind, .. } => serde_json::to_value(kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| "trap".into()),
+        RuntimeError::Read { .. } | RuntimeError::Load { .. } => "component".to_owned(),
         _ => "host-error".to_owned(),
-    };
-    RunFailure {
-        kind,
-        message: err.to_string(),
     }
 }
 

@@ -17,6 +17,7 @@ mod hostile_grants;
 mod hostile_pg;
 mod hostile_sessions;
 mod hostile_sqlite;
+mod json_contract;
 mod limits;
 mod migrate_concurrency;
 mod migration_corpus;

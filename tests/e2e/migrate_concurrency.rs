@@ -95,7 +95,7 @@ fn eight_concurrent_migrators_apply_each_migration_exactly_once_on_postgresql() 
     let mut waited = 0;
     for (i, out) in outputs.iter().enumerate() {
         let report = json_ok(out);
-        for step in report[0]["applied"].as_array().unwrap() {
+        for step in report["databases"][0]["applied"].as_array().unwrap() {
             applied.push(step["version"].as_str().unwrap().to_owned());
         }
         let err = stderr(out);

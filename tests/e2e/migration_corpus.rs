@@ -80,7 +80,9 @@ fn corpus_applies_once_with_every_object_working_on_postgresql() {
     let project = corpus_project(&pg);
 
     let report = json_ok(&project.flowhost(&["migrate", "corpus", "--json"]));
-    let applied = report[0]["applied"].as_array().expect("applied list");
+    let applied = report["databases"][0]["applied"]
+        .as_array()
+        .expect("applied list");
     let got: Vec<(String, String, u64)> = applied
         .iter()
         .map(|a| {
@@ -99,7 +101,7 @@ fn corpus_applies_once_with_every_object_working_on_postgresql() {
         got, want,
         "applied in version order, each split into its statements"
     );
-    assert_eq!(report[0]["version_after"], "11", "{report}");
+    assert_eq!(report["databases"][0]["version_after"], "11", "{report}");
 
     // History: one successful row per file, in order, with the file's SHA-256.
     let history = pg.column(
@@ -123,8 +125,12 @@ fn corpus_applies_once_with_every_object_working_on_postgresql() {
 
     // A second run applies nothing and changes nothing; validate agrees.
     let again = json_ok(&project.flowhost(&["migrate", "corpus", "--json"]));
-    assert_eq!(again[0]["applied"], serde_json::json!([]), "{again}");
-    assert_eq!(again[0]["version_before"], "11", "{again}");
+    assert_eq!(
+        again["databases"][0]["applied"],
+        serde_json::json!([]),
+        "{again}"
+    );
+    assert_eq!(again["databases"][0]["version_before"], "11", "{again}");
     assert_eq!(pg.count("flowhost_schema_history"), CORPUS.len() as i64);
     let valid = project.flowhost(&["migrate", "validate", "corpus"]);
     assert!(

@@ -122,11 +122,19 @@ fn migrate_new_info_and_validate_on_sqlite() {
     );
 
     let info = json_ok(&project.flowhost(&["migrate", "info", "lab", "--json"]));
-    assert_eq!(info[0]["pending"].as_array().unwrap().len(), 2, "{info}");
+    assert_eq!(
+        info["databases"][0]["pending"].as_array().unwrap().len(),
+        2,
+        "{info}"
+    );
     assert!(migrate(&project).status.success());
     let info = json_ok(&project.flowhost(&["migrate", "status", "lab", "--json"]));
-    assert_eq!(info[0]["pending"].as_array().unwrap().len(), 0, "{info}");
-    assert_eq!(info[0]["current_version"], "002", "{info}");
+    assert_eq!(
+        info["databases"][0]["pending"].as_array().unwrap().len(),
+        0,
+        "{info}"
+    );
+    assert_eq!(info["databases"][0]["current_version"], "002", "{info}");
 
     let valid = project.flowhost(&["migrate", "validate", "lab"]);
     assert!(valid.status.success(), "{}", stdout(&valid));

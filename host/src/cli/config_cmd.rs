@@ -15,7 +15,7 @@ use crate::{Error, exit};
 pub struct ConfigArgs {
     /// Print the report as one JSON document.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// Prints the report and returns the exit code: 2 when the configuration cannot be loaded
@@ -29,12 +29,19 @@ pub fn show(loaded: Result<Arc<Config>, Error>, args: &ConfigArgs) -> u8 {
         }),
     };
     let ok = report["ok"].as_bool() == Some(true);
+    let code = if ok { exit::OK } else { exit::USAGE };
     if args.json {
-        println!("{report:#}");
+        let error = report["error"]
+            .as_object()
+            .map(|e| super::envelope::ErrorBody {
+                kind: e["kind"].as_str().unwrap_or("config").to_owned(),
+                message: e["message"].as_str().unwrap_or_default().to_owned(),
+            });
+        super::envelope::print(error, code, &report);
     } else {
         print_text(&report);
     }
-    if ok { exit::OK } else { exit::USAGE }
+    code
 }
 
 fn report(config: &Config) -> Value {

@@ -16,15 +16,19 @@ use crate::{Error, exit, health};
 
 mod build_cmd;
 mod config_cmd;
+pub mod envelope;
 mod scaffold;
 
 const AFTER_HELP: &str = "\
-Exit codes:
+Exit codes (the same for every command):
   0  success
   1  the flow returned an error
-  2  bad invocation, configuration, manifest or component
-  3  a database could not be reached, or a migration failed
+  2  bad invocation, configuration, manifest, component or build
+  3  a database could not be reached or is unhealthy, or a migration failed
   4  the flow was stopped (panic, trap, time, memory or fuel limit)
+
+--json (any command that has it) prints one JSON object on stdout, success or failure:
+{\"ok\": bool, \"error\": {\"kind\", \"message\"} | null, \"exit_code\": n, ...}.
 
 Configuration comes from, in order (a later one wins): .env in the current directory, then
 .env.<environment>, core/envs/.env.<environment> and $FLOWHOST_ENV_DIR/.env.<environment>,
@@ -91,6 +95,28 @@ enum Command {
     /// Compile flows to wasm32-wasip2 components (adding the target if missing), place them
     /// as flows/NAME.wasm and precompile them into the cache. cargo's errors are shown as is.
     Build(build_cmd::BuildArgs),
+}
+
+impl Command {
+    /// Whether the command was asked for its `--json` document (see [`envelope`]).
+    fn json(&self) -> bool {
+        match self {
+            Command::Run(a) => a.json,
+            Command::Health(a) => a.json,
+            Command::Config(a) => a.json,
+            Command::New(_) | Command::Build(_) => false,
+            Command::Migrate(a) => match &a.action {
+                None => a.json,
+                Some(MigrateAction::Info(i) | MigrateAction::Validate(i)) => i.json,
+                Some(
+                    MigrateAction::Baseline { json, .. }
+                    | MigrateAction::Repair { json, .. }
+                    | MigrateAction::Undo { json, .. }
+                    | MigrateAction::New { json, .. },
+                ) => *json,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +253,9 @@ enum MigrateAction {
         /// What the migration does ("Add index on survey_id").
         #[arg(required = true, num_args = 1..)]
         description: Vec<String>,
+        /// Print the new file's path as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -265,31 +294,47 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    let json = cli.command.json();
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            if json {
+                envelope::print_failure(&e);
+            }
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }
 }
 
+/// Log output on stderr. `FLOWHOST_LOG`, else `RUST_LOG`, sets the filter exactly; otherwise
+/// `-v` adds the host's debug lines and `-vv` its trace lines. The engine's own tracing
+/// (wasmtime, cranelift: hundreds of lines per component) stays at warnings unless a filter
+/// asks for it. `NO_COLOR` (or output that is not a terminal) turns colour off.
 fn init_logging(global: &GlobalArgs) {
+    const QUIET_ENGINE: &str = "wasmtime=warn,cranelift=warn,regalloc2=warn,wasmparser=warn,\
+                                wit_parser=warn,wit_component=warn";
     let default = if global.quiet {
-        "warn"
+        "warn".to_owned()
     } else {
         match global.verbose {
-            0 => "info,sqlx=warn",
-            1 => "debug,sqlx=info,cranelift=warn,wasmtime=info",
-            _ => "trace",
+            0 => "info,sqlx=warn".to_owned(),
+            // `flow` is the flows' own log lines (their debug!/trace!).
+            1 => format!("info,flowhost=debug,flow=debug,sqlx=info,{QUIET_ENGINE}"),
+            _ => format!("debug,flowhost=trace,flow=trace,sqlx=debug,{QUIET_ENGINE}"),
         }
     };
-    let filter = std::env::var("FLOWHOST_LOG").unwrap_or_else(|_| default.to_owned());
+    let filter = ["FLOWHOST_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or(default);
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .try_init();
 }
 
@@ -385,32 +430,30 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
     let result = host.run(&request).await;
     host.shutdown().await;
     let record = result?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&record).expect("run records serialize")
-        );
-    }
-    match (&record.status, &record.error) {
-        (RunStatus::Succeeded, _) => {
-            if !args.json {
-                let output = record.output.as_ref().expect("a succeeded run has output");
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(output).expect("JSON values serialize")
-                );
-            }
-            Ok(exit::OK)
-        }
-        (RunStatus::Failed, failure) => {
-            let failure = failure.as_ref().expect("a failed run has an error");
+    let code = match &record.error {
+        None => exit::OK,
+        Some(failure) => {
             eprintln!("error: {}", failure.message);
-            Ok(match failure.kind.as_str() {
+            match failure.kind.as_str() {
                 "flow-error" | "bad-output" => exit::FLOW_FAILED,
                 _ => exit::TRAPPED,
-            })
+            }
         }
+    };
+    if args.json {
+        let error = record.error.as_ref().map(|f| envelope::ErrorBody {
+            kind: f.kind.clone(),
+            message: f.message.clone(),
+        });
+        envelope::print(error, code, &record);
+    } else if record.status == RunStatus::Succeeded {
+        let output = record.output.as_ref().expect("a succeeded run has output");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(output).expect("JSON values serialize")
+        );
     }
+    Ok(code)
 }
 
 /// What to say when the component to run is not there: the flows that are, and how to build.
@@ -454,8 +497,21 @@ fn parse_version(flag: &str, text: &str) -> Result<migrate::Version, Error> {
         .map_err(|e| Error::Usage(format!("{flag} {text}: {e}")))
 }
 
+/// What one database's step produced: its report (a migration that failed may still have
+/// applied others first), and the error that stopped it.
+type Step<R> = (Option<R>, Option<Error>);
+
+/// A step that either completes with a report or fails with nothing to report.
+fn whole<R>(result: Result<R, Error>) -> Step<R> {
+    match result {
+        Ok(report) => (Some(report), None),
+        Err(e) => (None, Some(e)),
+    }
+}
+
 /// Runs `each` for every database in turn, stopping at the first error; prints each report
-/// as text, or all of them as one JSON array at the end.
+/// as text, or one `--json` document (`"databases": [...]`, the failed one's partial report
+/// included) at the end.
 async fn for_each_database<R, F>(
     config: Arc<Config>,
     names: &[String],
@@ -464,38 +520,34 @@ async fn for_each_database<R, F>(
 ) -> Result<u8, Error>
 where
     R: std::fmt::Display + serde::Serialize,
-    F: AsyncFn(&crate::db::Database, &str) -> Result<R, Error>,
+    F: AsyncFn(&crate::db::Database, &str) -> Step<R>,
 {
     let databases = crate::db::DatabaseSet::new(config);
     let mut reports = Vec::new();
-    let mut outcome = Ok(exit::OK);
+    let mut failure = None;
     for name in names {
-        let result = async {
-            let db = databases.get(name).await?;
-            each(&db, name).await
-        }
-        .await;
-        match result {
-            Ok(report) => {
-                if !json {
-                    println!("{report}");
-                }
-                reports.push(report);
+        let (report, error) = match databases.get(name).await {
+            Ok(db) => each(&db, name).await,
+            Err(e) => (None, Some(e)),
+        };
+        if let Some(report) = report {
+            if !json {
+                println!("{report}");
             }
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
+            reports.push(report);
         }
-    }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).expect("reports serialize")
-        );
+        if let Some(e) = error {
+            failure = Some(e);
+            break;
+        }
     }
     databases.close_all().await;
-    outcome
+    if json {
+        let code = failure.as_ref().map_or(exit::OK, Error::exit_code);
+        let error = failure.as_ref().map(envelope::ErrorBody::from);
+        envelope::print(error, code, serde_json::json!({ "databases": reports }));
+    }
+    failure.map_or(Ok(exit::OK), Err)
 }
 
 async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error> {
@@ -520,14 +572,15 @@ async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error
             let names = databases_to_migrate(&databases, &root)?;
             for_each_database(config, &names, json, async |db, name| {
                 let dir = root.join(name);
-                Ok(migrate::baseline(
+                let result = migrate::baseline(
                     db,
                     Some(&dir),
                     &options,
                     version.clone(),
                     description.as_deref(),
                 )
-                .await?)
+                .await;
+                whole(result.map_err(Error::from))
             })
             .await
         }
@@ -544,7 +597,11 @@ async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error
             options.dry_run = dry_run;
             let names = databases_to_migrate(&databases, &root)?;
             for_each_database(config, &names, json, async |db, name| {
-                Ok(migrate::repair(db, &root.join(name), &options, &only).await?)
+                whole(
+                    migrate::repair(db, &root.join(name), &options, &only)
+                        .await
+                        .map_err(Error::from),
+                )
             })
             .await
         }
@@ -558,16 +615,26 @@ async fn migrate_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error
             options.dry_run = dry_run;
             let names = databases_to_migrate(&databases, &root)?;
             for_each_database(config, &names, json, async |db, name| {
-                Ok(migrate::undo(db, &root.join(name), &options, to.as_ref()).await?)
+                let result = migrate::undo(db, &root.join(name), &options, to.as_ref()).await;
+                whole(result.map_err(Error::from))
             })
             .await
         }
         Some(MigrateAction::New {
             database,
             description,
+            json,
         }) => {
             let path = migrate::new_migration(&root.join(&database), &description.join(" "))?;
-            println!("{}", path.display());
+            if json {
+                envelope::print(
+                    None,
+                    exit::OK,
+                    serde_json::json!({ "database": database, "path": path }),
+                );
+            } else {
+                println!("{}", path.display());
+            }
             Ok(exit::OK)
         }
         None => apply_cmd(config, args).await,
@@ -610,7 +677,8 @@ async fn apply_cmd(config: Arc<Config>, args: MigrateArgs) -> Result<u8, Error> 
         options.target = Some(parse_version("--target", target)?);
     }
     for_each_database(config, &names, args.json, async |db, name| {
-        Ok(migrate::migrate(db, &root.join(name), &options).await?)
+        let (report, result) = migrate::migrate_reporting(db, &root.join(name), &options).await;
+        (Some(report), result.err().map(Error::from))
     })
     .await
 }
@@ -643,12 +711,34 @@ async fn inspect_cmd(
         }
     }
     databases.close_all().await;
-    outcome?;
+    let invalid: Vec<String> = statuses
+        .iter()
+        .filter(|s| !s.is_valid())
+        .flat_map(|s| {
+            s.problems()
+                .into_iter()
+                .map(move |p| format!("{}: {p}", s.database))
+        })
+        .collect();
+    let code = match &outcome {
+        Err(e) => e.exit_code(),
+        Ok(()) if validate && !invalid.is_empty() => exit::DATABASE,
+        Ok(()) => exit::OK,
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&statuses).expect("statuses serialize")
-        );
+        let error = match &outcome {
+            Err(e) => Some(envelope::ErrorBody::from(e)),
+            Ok(()) if code != exit::OK => Some(envelope::ErrorBody {
+                kind: "migration".into(),
+                message: format!("the migration history is not valid: {}", invalid.join("; ")),
+            }),
+            Ok(()) => None,
+        };
+        let mut fields = serde_json::json!({ "databases": statuses });
+        if validate && outcome.is_ok() {
+            fields["valid"] = invalid.is_empty().into();
+        }
+        envelope::print(error, code, fields);
     } else {
         for status in &statuses {
             if validate {
@@ -669,12 +759,8 @@ async fn inspect_cmd(
             }
         }
     }
-    let invalid = statuses.iter().any(|s| !s.is_valid());
-    Ok(if validate && invalid {
-        exit::DATABASE
-    } else {
-        exit::OK
-    })
+    outcome?;
+    Ok(code)
 }
 
 fn folders_in(dir: &Path) -> Result<Vec<String>, Error> {
@@ -691,23 +777,85 @@ fn folders_in(dir: &Path) -> Result<Vec<String>, Error> {
     Ok(names)
 }
 
+/// The configured databases by the names people wrote: configuration keys are upper-case
+/// (`..._SURVEYHUB_CONNECTION_STRING`), so the spelling comes from the manifests in `flows/`
+/// and the migrations folders (`SurveyHub`, `rpa_db`), and lower case otherwise.
+fn names_as_written(config: &Config, migrations_dir: &Path) -> Vec<String> {
+    let mut written: std::collections::HashMap<String, String> = Default::default();
+    let manifests = std::fs::read_dir("flows")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"));
+    for manifest in manifests {
+        if let Ok(manifest) = Manifest::load(&manifest) {
+            for name in manifest.databases.keys() {
+                written.insert(crate::config::key_name(name), name.clone());
+            }
+        }
+    }
+    for name in folders_in(migrations_dir).unwrap_or_default() {
+        written
+            .entry(crate::config::key_name(&name))
+            .or_insert(name);
+    }
+    config
+        .database_names()
+        .into_iter()
+        .map(|name| {
+            written
+                .get(&crate::config::key_name(&name))
+                .cloned()
+                .unwrap_or(name)
+        })
+        .collect()
+}
+
 async fn health_cmd(config: Arc<Config>, args: HealthArgs) -> Result<u8, Error> {
+    let names = if args.databases.is_empty() {
+        names_as_written(&config, &args.migrations_dir)
+    } else {
+        args.databases.clone()
+    };
     let databases = crate::db::DatabaseSet::new(config);
-    let report = health::check(&databases, &args.databases, &args.migrations_dir).await;
+    let report = health::check(&databases, &names, &args.migrations_dir).await;
     databases.close_all().await;
+    // A database that is not configured is a configuration error, as it is for `run`.
+    let failing: Vec<&health::DatabaseHealth> = report
+        .databases
+        .iter()
+        .filter(|d| d.status == health::Status::Unhealthy)
+        .collect();
+    let code = if failing.is_empty() {
+        exit::OK
+    } else if failing
+        .iter()
+        .any(|d| d.error_kind.as_deref() == Some("config"))
+    {
+        exit::USAGE
+    } else {
+        exit::DATABASE
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("health reports serialize")
-        );
+        let error = (!failing.is_empty()).then(|| envelope::ErrorBody {
+            kind: if code == exit::USAGE {
+                "config"
+            } else {
+                "database"
+            }
+            .into(),
+            message: failing
+                .iter()
+                .map(|d| format!("{}: {}", d.name, d.error.as_deref().unwrap_or("unhealthy")))
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+        envelope::print(error, code, &report);
     } else {
         print!("{}", health::render(&report));
     }
-    Ok(if report.status == health::Status::Unhealthy {
-        exit::DATABASE
-    } else {
-        exit::OK
-    })
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -115,12 +115,33 @@ impl MigrateOptions {
     }
 }
 
-/// The OS user from the environment, or `flowhost`.
+/// The OS user: from the environment, else (containers and services often set no `USER`) the
+/// name the system's user database gives the process's user id, else `flowhost`.
 pub fn default_installed_by() -> String {
     ["USER", "USERNAME", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .or_else(os_user_name)
         .unwrap_or_else(|| "flowhost".to_owned())
+}
+
+#[cfg(unix)]
+fn os_user_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is the process's user; /etc/passwd names it.
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
+#[cfg(not(unix))]
+fn os_user_name() -> Option<String> {
+    None
 }
 
 /// Applies the pending migrations in `dir` (the folder `migrations/<db>`) to `db`.
@@ -135,23 +156,44 @@ pub async fn migrate(
     dir: &Path,
     opts: &MigrateOptions,
 ) -> Result<MigrateReport, MigrateError> {
+    let (report, result) = migrate_reporting(db, dir, opts).await;
+    result.map(|()| report)
+}
+
+/// [`migrate`], with the report of what was done even when it failed: the migrations applied
+/// (and committed) before the one that failed.
+pub async fn migrate_reporting(
+    db: &Database,
+    dir: &Path,
+    opts: &MigrateOptions,
+) -> (MigrateReport, Result<(), MigrateError>) {
     let started = Instant::now();
-    let table = HistoryTable::new(&opts.history_table, db.backend())?;
-    let files = discover(dir)?;
-    let mut report = MigrateReport::new(db.name(), table.name(), opts.dry_run, opts.target.clone());
-    if opts.dry_run {
-        let mut conn = db.acquire().await?;
-        apply::plan_only(db, &mut conn, &table, &files, opts, &mut report).await?;
-    } else {
-        let mut mc = MigrationConn::acquire(db, &table, opts.lock_timeout).await?;
-        let result = apply::apply_locked(db, &mut mc, &table, &files, opts, &mut report).await;
-        // Released on success and on error alike; a panic or a dropped future closes the
-        // connection instead (see MigrationConn's Drop), which releases the lock too.
-        mc.release(db).await;
-        result?;
+    let mut report = MigrateReport::new(
+        db.name(),
+        &opts.history_table,
+        opts.dry_run,
+        opts.target.clone(),
+    );
+    let result = async {
+        let table = HistoryTable::new(&opts.history_table, db.backend())?;
+        report.history_table = table.name().to_owned();
+        let files = discover(dir)?;
+        if opts.dry_run {
+            let mut conn = db.acquire().await?;
+            apply::plan_only(db, &mut conn, &table, &files, opts, &mut report).await?;
+        } else {
+            let mut mc = MigrationConn::acquire(db, &table, opts.lock_timeout).await?;
+            let result = apply::apply_locked(db, &mut mc, &table, &files, opts, &mut report).await;
+            // Released on success and on error alike; a panic or a dropped future closes the
+            // connection instead (see MigrationConn's Drop), which releases the lock too.
+            mc.release(db).await;
+            result?;
+        }
+        Ok(())
     }
+    .await;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(report)
+    (report, result)
 }
 
 /// The migration state of `db`: the history, and when `dir` is given, the files set against

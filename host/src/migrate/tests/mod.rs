@@ -166,3 +166,12 @@ mod cases;
 mod import;
 mod kinds;
 mod locking;
+
+/// Containers and services often run with no `USER`: the history still names the OS user the
+/// migration ran as, not a placeholder.
+#[cfg(unix)]
+#[test]
+fn the_os_user_is_found_without_a_user_variable() {
+    let name = os_user_name().expect("the process's user is in /etc/passwd");
+    assert!(!name.is_empty() && name != "flowhost", "{name}");
+}
