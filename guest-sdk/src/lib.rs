@@ -176,3 +176,9 @@ pub use serde;
 /// assert_eq!(v["surveys_processed"], 19);
 /// ```
 pub use serde_json;
+
+/// The SDK guide's examples (docs/sdk-guide.md), compiled by `cargo test --doc` so the guide
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk-guide.md")]
+mod sdk_guide {}

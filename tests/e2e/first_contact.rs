@@ -24,12 +24,6 @@ fn project_with(url: &str) -> (Project, std::path::PathBuf) {
     (project, manifest)
 }
 
-/// A loopback port nothing listens on (bound, noted, closed).
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn a_server_that_is_not_there_is_named_at_once_not_after_the_timeout() {
     let port = closed_port();
@@ -191,5 +185,93 @@ fn misspelt_keys_are_pointed_out_with_the_key_meant() {
     assert!(
         text.contains("${PGUSER}, ${PGPASSWORD}, ${PGHOST} in DB_URL"),
         "{text}"
+    );
+}
+
+/// `flowhost check` reports every check, passing or not, without running the flow.
+#[test]
+fn check_reports_every_problem_with_its_fix_without_running_the_flow() {
+    let project = Project::new();
+    let rpa1 = rpa1_wasm();
+    let manifest = repo().join("flows/rpa1.toml");
+    let args = |json: bool| {
+        let mut a = vec![
+            "check",
+            rpa1.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ];
+        if json {
+            a.push("--json");
+        }
+        project.flowhost(&a)
+    };
+    let out = args(false);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("all checks passed"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("rpa_db migrations:"),
+        "{}",
+        stdout(&out)
+    );
+    // Checking ran nothing: the migrations are still pending.
+    let doc: Value = serde_json::from_str(&stdout(&args(true))).unwrap();
+    let checks = doc["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["ok"] == true), "{doc}");
+    let migrations = checks
+        .iter()
+        .find(|c| c["subject"] == "rpa_db migrations")
+        .unwrap();
+    assert!(
+        migrations["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 pending"),
+        "{doc}"
+    );
+
+    // Two problems at once: one database not configured, the other not answering.
+    let port = closed_port();
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING=postgresql://postgres@127.0.0.1:{port}/x\n"
+        ),
+    );
+    let out = args(true);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let failed: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["SurveyHub", "rpa_db"], "{doc}");
+    assert_eq!(doc["error"]["kind"], "config", "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DEVELOPMENT_GLOBAL_SURVEYHUB_CONNECTION_STRING"),
+        "{doc}"
+    );
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{doc}"
     );
 }

@@ -124,11 +124,7 @@ fn run_prints_a_document_for_every_outcome() {
     );
     assert_eq!(health["databases"][0]["error_kind"], "config", "{health}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     project.write(
         ".env",
         &format!(

@@ -46,6 +46,12 @@ pub fn guests() -> &'static Path {
     })
 }
 
+/// A loopback port nothing listens on (bound, noted, closed).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 pub fn probe_wasm() -> PathBuf {
     guests().join("probe.wasm")
 }

@@ -127,6 +127,18 @@ pub struct FlowComponent {
     pub digest: String,
 }
 
+impl FlowComponent {
+    /// The interfaces the component imports (`flowhost:flow/database@0.1.0`, `wasi:...`).
+    pub fn imports(&self) -> Vec<String> {
+        let pre = self.pre.instance_pre();
+        pre.component()
+            .component_type()
+            .imports(self.pre.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+}
+
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
         let mut config = Config::new();
