@@ -46,12 +46,20 @@ fn main() {
         .parent()
         .unwrap()
         .to_path_buf();
+    // `-- quick`: 10,000 rows, flowhost and native only (no Python peers, no venv needed), to
+    // compare a change in a minute; the full run is what the README's figures come from.
+    let quick = std::env::args().any(|a| a == "quick");
     let python = root.join("target/bench-venv/bin/python");
     assert!(
-        python.exists(),
+        quick || python.exists(),
         "{} is missing: run `make bench`",
         python.display()
     );
+    let (sizes, peers): (&[u64], usize) = if quick {
+        (&[10_000], 2)
+    } else {
+        (&[10_000, 100_000], PEERS.len())
+    };
     let pid = std::process::id();
     println!(
         "rpa1 end to end, whole processes, PostgreSQL with TLS (sslmode=prefer), median of the runs\n"
@@ -60,13 +68,13 @@ fn main() {
         "  {:<32} {:>7} {:>5} {:>10} {:>10} {:>10} {:>12}",
         "peer", "rows", "runs", "median", "min", "max", "vs native"
     );
-    for (size_index, rows) in [10_000u64, 100_000].into_iter().enumerate() {
+    for (size_index, &rows) in sizes.iter().enumerate() {
         let hub = format!("fh_rpa1_hub_{pid}_{rows}");
         make_hub(&hub, rows);
         // One untimed run fills flowhost's component cache, as on any machine after the first.
         timed(&root, &python, 0, &hub, rows, pid);
         let mut medians = Vec::new();
-        for (peer, spec) in PEERS.iter().enumerate() {
+        for (peer, spec) in PEERS.iter().enumerate().take(peers) {
             let mut times: Vec<Duration> = (0..spec.reps[size_index])
                 .map(|_| timed(&root, &python, peer, &hub, rows, pid))
                 .collect();
@@ -90,6 +98,14 @@ fn main() {
             );
         }
         let flowhost = medians[0].as_secs_f64();
+        if quick {
+            println!(
+                "  at {rows} rows: flowhost / native {:.2}x (goal <= 1.15x)\n",
+                flowhost / medians[1].as_secs_f64()
+            );
+            psql(ADMIN, &format!("DROP DATABASE {hub}"));
+            continue;
+        }
         println!(
             "  at {rows} rows: flowhost / native {:.2}x (goal <= 1.15x); Python per row / flowhost \
              {:.1}x (goal >= 50x); Python one transaction / flowhost {:.1}x (goal >= 15x)\n",
