@@ -36,7 +36,9 @@ fn main() {
     let parts: Vec<String> = std::env::args().skip(1).collect();
     let wants = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     let probe = build_probe();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread, as `flowhost run` uses, for both sides: neither pays wake-ups handed from
+    // tokio's workers to the thread in block_on.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
