@@ -156,7 +156,7 @@ fn misspelt_keys_are_pointed_out_with_the_key_meant() {
         "DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING=sqlite:///lab.sqlite\n\
          DEVELOPMENT_GLOBAL_CONECTION_POOL_SIZE=5\n\
          DEVELOPMNET_GLOBAL_POOL_TIMEOUT=9\n\
-         DB_URL=${PGUSER}:${PGPASSWORD}@${PGHOST}\n\
+         DB_URL=${FH_NO_USER}:${FH_NO_PASSWORD}@${FH_NO_HOST}\n\
          DEVELOPMENT_GLOBAL_OTHER_CONNECTION_STRING=postgresql://${DB_URL}/x\n",
     );
     let out = project.flowhost(&["config", "--json"]);
@@ -183,7 +183,7 @@ fn misspelt_keys_are_pointed_out_with_the_key_meant() {
     let out = project.flowhost(&["health", "other"]);
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
-        text.contains("${PGUSER}, ${PGPASSWORD}, ${PGHOST} in DB_URL"),
+        text.contains("${FH_NO_USER}, ${FH_NO_PASSWORD}, ${FH_NO_HOST} in DB_URL"),
         "{text}"
     );
 }
