@@ -272,14 +272,14 @@ pub(super) fn stream_rows<'c>(
     values: &[&Value],
     columns: &[Column],
 ) -> RowStream<'c> {
-    // Never a statement sqlx keeps prepared: sqlx remembers a prepared statement's columns,
-    // and after the table changes (an ALTER on any connection, a migration between runs)
-    // SQLite re-prepares it with more columns than sqlx knows and sqlx's worker thread
-    // panics. The session start makes the connection see the current schema, so a fresh
-    // prepare is right; a change made by another connection during the run can still crash
-    // the worker, and `next_row` then reports the result as cut short.
-    let query =
-        sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values)).persistent(false);
+    // Kept prepared for the session only: sqlx remembers a prepared statement's columns, and
+    // after the table changes (an ALTER on any connection, a migration between runs) SQLite
+    // re-prepares it with more columns than sqlx knows and sqlx's worker thread panics. So
+    // each session starts with sqlx's statements forgotten and the schema re-read, and this
+    // session's own DDL forgets them again (`execute`). A change made by another connection
+    // during the run can still crash the worker, and `next_row` then reports the result as
+    // cut short. Parsing each query again cost a query loop about a quarter of its time.
+    let query = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values));
     // Deprecated for running several statements at once, which guest statements never are;
     // used for the summary sqlx sends after the last row, the only sign the result is whole.
     #[allow(deprecated)]

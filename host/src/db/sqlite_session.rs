@@ -159,6 +159,12 @@ pub async fn start_session(
         .execute(&mut *conn)
         .await
         .map_err(|e| db.error(e))?;
+    // What sqlx kept prepared from an earlier session may predate a schema change made since
+    // (by a migration, another connection, another run): forget it, so the session's reads can
+    // be kept prepared for the session (see `sqlite::stream_rows`).
+    sqlx::Connection::clear_cached_statements(&mut *conn)
+        .await
+        .map_err(|e| db.error(e))?;
     Ok(watchdog)
 }
 
