@@ -11,7 +11,7 @@ use crate::db::{DatabaseSet, DbError, PoolStatus};
 use crate::migrate::{self, MigrateOptions};
 
 /// A response slower than this makes a database `degraded`.
-const SLOW: Duration = Duration::from_secs(1);
+pub const SLOW: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,6 +70,9 @@ pub struct MigrationHealth {
     pub current_version: Option<String>,
     pub applied: usize,
     pub pending: usize,
+    /// What stops the history being current apart from pending files: failed or half-applied
+    /// migrations, edited files, files missing from disk.
+    pub problems: Vec<String>,
 }
 
 /// Checks `names` (or every configured database when empty) concurrently.
@@ -127,7 +130,23 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
     };
     health.backend = Some(db.backend().as_str().to_owned());
     health.target = Some(db.target().to_owned());
-    match db.acquire().await {
+    // Idle connections the server ended (a restart) say so on their first statement and are
+    // then evicted: the check goes on until a connection answers or none can be had, which
+    // tells whether the server is back.
+    let mut stale_left = db.pool_status().idle;
+    let acquired = loop {
+        let mut acquired = db.acquire().await;
+        if let Ok(conn) = &mut acquired
+            && stale_left > 0
+            && let Err(DbError::Connection { .. }) = conn.run_raw(&db, "SELECT 1").await
+        {
+            stale_left -= 1;
+            drop(acquired);
+            continue;
+        }
+        break acquired;
+    };
+    match acquired {
         Ok(mut conn) => {
             health.connected = true;
             let started = std::time::Instant::now();
@@ -175,13 +194,13 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
                     .warnings
                     .push(format!("{} pending migration(s)", status.pending.len()));
             }
-            for problem in status.problems() {
-                health.warnings.push(problem);
-            }
+            let problems = status.problems();
+            health.warnings.extend(problems.iter().cloned());
             health.migrations = Some(MigrationHealth {
                 current_version: status.current_version.as_ref().map(|v| v.to_string()),
                 applied: status.applied.len(),
                 pending: status.pending.len(),
+                problems,
             });
         }
         Err(e) => health

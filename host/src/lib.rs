@@ -11,11 +11,16 @@ pub mod bindings;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dbstats;
 pub mod health;
+pub mod history;
 pub mod manifest;
+pub mod metrics;
 pub mod migrate;
 pub mod run;
 pub mod runtime;
+pub mod server;
+pub mod shutdown;
 pub mod sql;
 
 use std::path::PathBuf;
@@ -36,6 +41,8 @@ pub enum Error {
     Migrate(#[from] migrate::MigrateError),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
     #[error("cannot {action}: {source}")]
     Io {
         action: String,
@@ -77,6 +84,10 @@ pub mod exit {
     pub const DATABASE: u8 = 3;
     /// The flow was stopped: panic, trap, time, memory or fuel limit.
     pub const TRAPPED: u8 = 4;
+    /// Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
+    pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM: 128 + 15.
+    pub const TERMINATED: u8 = 143;
 }
 
 impl Error {
@@ -95,6 +106,10 @@ impl Error {
             Error::Seed { .. } | Error::Unseeded { .. } => "seed".into(),
             Error::Usage(_) => "usage".into(),
             Error::Build(_) => "build".into(),
+            Error::History(
+                history::HistoryError::NotFound(_) | history::HistoryError::Ambiguous { .. },
+            ) => "usage".into(),
+            Error::History(_) => "history".into(),
         }
     }
 
@@ -104,6 +119,9 @@ impl Error {
             | Error::Migrate(_)
             | Error::Seed { .. }
             | Error::Unseeded { .. } => exit::DATABASE,
+            Error::History(
+                history::HistoryError::Database { .. } | history::HistoryError::Unsupported { .. },
+            ) => exit::DATABASE,
             Error::Runtime(runtime::RuntimeError::Trapped { .. }) => exit::TRAPPED,
             Error::Runtime(
                 runtime::RuntimeError::FlowFailed { .. } | runtime::RuntimeError::BadOutput { .. },

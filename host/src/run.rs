@@ -10,14 +10,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
+use sha2::Digest as _;
 
 use crate::config::Config;
 use tokio::sync::OnceCell;
 
 use crate::db::{Database, DatabaseSet};
+use crate::history::{self, NewRun, Outcome, RunHistory, RunState, capture::Capture};
 use crate::manifest::{self, Access, Manifest};
 use crate::migrate::{self, MigrateOptions};
-use crate::runtime::{FlowComponent, Grant, Runtime, RuntimeError, RuntimeOptions};
+use crate::runtime::{FlowComponent, Grant, RunCall, Runtime, RuntimeError, RuntimeOptions};
+use crate::shutdown::Cancel;
 
 /// One run to perform.
 #[derive(Debug, Clone)]
@@ -73,6 +76,8 @@ pub struct Host {
     /// Grants already checked and migrated in this process (see [`GrantKey`]): a long-running
     /// host pays the ping and the migration check once, not per run.
     prepared: std::sync::Mutex<HashMap<GrantKey, Arc<OnceCell<()>>>>,
+    /// Where runs are recorded, and as what (`cli`, `serve`); `None` records nothing.
+    history: Option<(Arc<RunHistory>, &'static str)>,
 }
 
 /// A grant as prepared: the database, the mode, and the migrations folder with a fingerprint
@@ -92,7 +97,18 @@ impl Host {
             runtime: Runtime::new(runtime)?,
             components: Default::default(),
             prepared: Default::default(),
+            history: None,
         })
+    }
+
+    /// Records every run of this host in `history`, as started from `origin` (`cli`, `serve`).
+    pub fn with_history(mut self, history: Arc<RunHistory>, origin: &'static str) -> Host {
+        self.history = Some((history, origin));
+        self
+    }
+
+    pub fn history(&self) -> Option<&Arc<RunHistory>> {
+        self.history.as_ref().map(|(h, _)| h)
     }
 
     fn component(&self, path: &std::path::Path) -> Result<FlowComponent, crate::Error> {
@@ -121,9 +137,91 @@ impl Host {
     /// databases the flow owns, then runs the flow. Errors before the flow starts are `Err`;
     /// everything after is in the record.
     pub async fn run(&self, request: &RunRequest) -> Result<RunRecord, crate::Error> {
+        self.run_as(request, &new_run_id(), &Cancel::new()).await
+    }
+
+    /// [`Host::run`] under a run id the caller chose (to answer with it before the run ends),
+    /// stopped early when `cancel` fires: the flow is stopped, its sessions rolled back and
+    /// returned, and the record says `cancelled`. Preparing the grants (connecting, migrating)
+    /// is never cut short, so a signal does not leave a migration half-applied.
+    ///
+    /// With a history, the run is recorded as running before anything can fail, and its
+    /// outcome (an `Err` too) and log lines when it ends.
+    pub async fn run_as(
+        &self,
+        request: &RunRequest,
+        run_id: &str,
+        cancel: &Cancel,
+    ) -> Result<RunRecord, crate::Error> {
+        let Some((history, origin)) = &self.history else {
+            let started = Instant::now();
+            let result = self.execute(request, run_id, None, cancel).await;
+            count(&request.manifest.flow.name, &result, started);
+            return result;
+        };
+        let capture = Capture::start(run_id);
+        let started_at = history::now();
+        let started = Instant::now();
+        let component = self.component(&request.component);
+        let manifest_sha256 = std::fs::read(&request.manifest.path)
+            .ok()
+            .map(|bytes| hex::encode(sha2::Sha256::digest(&bytes)));
+        let input = request.input.clone();
+        let component_path = request.component.display().to_string();
+        let new_run = NewRun {
+            run_id,
+            flow: &request.manifest.flow.name,
+            component: &component_path,
+            component_sha256: component.as_ref().ok().map(|c| c.digest.as_str()),
+            manifest_sha256: manifest_sha256.as_deref(),
+            environment: &self.databases.config().environment,
+            input: &input,
+            origin,
+            started_at: &started_at,
+        };
+        if let Err(e) = history.start(&new_run).await {
+            tracing::warn!(run = %run_id, "the run is not recorded in the history: {e}");
+        }
+        let result = match component {
+            Ok(component) => self.execute(request, run_id, Some(component), cancel).await,
+            Err(e) => Err(e),
+        };
+        count(&request.manifest.flow.name, &result, started);
+        let outcome = match &result {
+            Ok(record) => Outcome {
+                state: state_of(&result),
+                duration_ms: Some(record.duration_ms),
+                output: record.output.clone(),
+                error_kind: record.error.as_ref().map(|f| f.kind.clone()),
+                error_message: record.error.as_ref().map(|f| f.message.clone()),
+            },
+            Err(e) => Outcome {
+                state: state_of(&result),
+                duration_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+                output: None,
+                error_kind: Some(e.kind()),
+                error_message: Some(e.to_string()),
+            },
+        };
+        if let Err(e) = history.finish(run_id, &outcome, &capture.finish()).await {
+            tracing::warn!(run = %run_id, "the run's outcome is not recorded in the history: {e}");
+        }
+        result
+    }
+
+    async fn execute(
+        &self,
+        request: &RunRequest,
+        run_id: &str,
+        component: Option<FlowComponent>,
+        cancel: &Cancel,
+    ) -> Result<RunRecord, crate::Error> {
         let manifest = &request.manifest;
         let flow = manifest.flow.name.clone();
-        let component = self.component(&request.component)?;
+        let component = match component {
+            Some(c) => c,
+            None => self.component(&request.component)?,
+        };
         self.databases.seeds_for(&manifest.path);
 
         // Every grant's database is opened, checked and migrated at once: two databases cost
@@ -150,7 +248,7 @@ impl Host {
             );
         }
 
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = run_id.to_owned();
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let started = Instant::now();
         tracing::info!(flow = %flow, run = %run_id, "run started");
@@ -160,9 +258,12 @@ impl Host {
                 &component,
                 grants,
                 &manifest.limits,
-                &flow,
-                &run_id,
-                &request.input,
+                RunCall {
+                    flow: &flow,
+                    run_id: &run_id,
+                    input: &request.input,
+                    cancel,
+                },
             )
             .await;
         // To the hundredth of a millisecond: finer digits are noise in a log and a record.
@@ -243,6 +344,29 @@ impl Host {
     }
 }
 
+/// The state a run ended in, as the history and the metrics name it.
+fn state_of(result: &Result<RunRecord, crate::Error>) -> RunState {
+    match result {
+        Ok(record) => match (&record.error, record.status) {
+            (_, RunStatus::Succeeded) => RunState::Completed,
+            (Some(f), _) if f.kind == "timeout" => RunState::TimedOut,
+            (Some(f), _) if f.kind == "cancelled" => RunState::Cancelled,
+            _ => RunState::Failed,
+        },
+        Err(_) => RunState::Failed,
+    }
+}
+
+/// Counts a finished run in `flowhost_runs_total` and `flowhost_run_duration_seconds`.
+fn count(flow: &str, result: &Result<RunRecord, crate::Error>, started: Instant) {
+    crate::metrics::metrics().run_finished(flow, state_of(result).as_str(), started.elapsed());
+}
+
+/// A new run id.
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 fn failure(err: &RuntimeError) -> RunFailure {
     RunFailure {
         kind: failure_kind(err),
@@ -261,6 +385,7 @@ pub(crate) fn failure_kind(err: &RuntimeError) -> String {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| "trap".into()),
         RuntimeError::Read { .. } | RuntimeError::Load { .. } => "component".to_owned(),
+        RuntimeError::Cancelled { .. } => "cancelled".to_owned(),
         _ => "host-error".to_owned(),
     }
 }

@@ -108,6 +108,13 @@ impl Project {
 
     /// [`Project::flowhost`] with extra environment variables.
     pub fn flowhost_with(&self, args: &[&str], envs: &[(&str, &Path)]) -> Output {
+        self.command(args, envs)
+            .output()
+            .expect("run the flowhost binary")
+    }
+
+    /// The `flowhost` command [`Project::flowhost_with`] runs, to spawn it instead.
+    pub fn command(&self, args: &[&str], envs: &[(&str, &Path)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowhost"));
         cmd.envs(envs.iter().copied());
         cmd.current_dir(self.path()).args(args);
@@ -121,7 +128,7 @@ impl Project {
             repo().join("target").join("flowhost-test-cache"),
         );
         cmd.env("RUST_BACKTRACE", "0");
-        cmd.output().expect("run the flowhost binary")
+        cmd
     }
 
     /// `flowhost run <wasm> --manifest <manifest> <extra...>`.

@@ -65,6 +65,36 @@ pub fn print(error: Option<ErrorBody>, exit_code: u8, fields: impl Serialize) {
     PRINTED.store(true, Ordering::SeqCst);
 }
 
+/// The exit code and error of a command that reports on several databases, from the ones
+/// that failed as `(name, error_kind, error)`: 2 with kind `config` when one is not usably
+/// configured (as `run` exits), else 3 with kind `database`; 0 and no error when none failed.
+pub fn per_database_failure(
+    failing: &[(&str, Option<&str>, Option<&str>)],
+) -> (u8, Option<ErrorBody>) {
+    use crate::exit;
+    if failing.is_empty() {
+        return (exit::OK, None);
+    }
+    let config = failing.iter().any(|(_, kind, _)| *kind == Some("config"));
+    let (code, kind) = if config {
+        (exit::USAGE, "config")
+    } else {
+        (exit::DATABASE, "database")
+    };
+    let message = failing
+        .iter()
+        .map(|(name, _, error)| format!("{name}: {}", error.unwrap_or("unhealthy")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (
+        code,
+        Some(ErrorBody {
+            kind: kind.into(),
+            message,
+        }),
+    )
+}
+
 /// Prints a failure document for `e` unless the command already printed one.
 pub fn print_failure(e: &Error) {
     if !PRINTED.load(Ordering::SeqCst) {

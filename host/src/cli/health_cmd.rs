@@ -9,7 +9,7 @@ use clap::Args;
 use super::envelope;
 use crate::config::Config;
 use crate::manifest::Manifest;
-use crate::{Error, exit, health};
+use crate::{Error, health};
 
 #[derive(Debug, Args)]
 pub(super) struct HealthArgs {
@@ -26,9 +26,13 @@ pub(super) struct HealthArgs {
 /// The configured databases by the names people wrote: configuration keys are upper-case
 /// (`..._SURVEYHUB_CONNECTION_STRING`), so the spelling comes from the manifests in `flows/`
 /// and the migrations folders (`SurveyHub`, `rpa_db`), and lower case otherwise.
-fn names_as_written(config: &Config, migrations_dir: &Path) -> Vec<String> {
+pub(crate) fn names_as_written(
+    config: &Config,
+    flows_dir: &Path,
+    migrations_dir: &Path,
+) -> Vec<String> {
     let mut written: std::collections::HashMap<String, String> = Default::default();
-    let manifests = std::fs::read_dir("flows")
+    let manifests = std::fs::read_dir(flows_dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -60,7 +64,7 @@ fn names_as_written(config: &Config, migrations_dir: &Path) -> Vec<String> {
 
 pub(super) async fn health(config: Arc<Config>, args: HealthArgs) -> Result<u8, Error> {
     let names = if args.databases.is_empty() {
-        names_as_written(&config, &args.migrations_dir)
+        names_as_written(&config, Path::new("flows"), &args.migrations_dir)
     } else {
         args.databases.clone()
     };
@@ -68,35 +72,14 @@ pub(super) async fn health(config: Arc<Config>, args: HealthArgs) -> Result<u8, 
     let report = health::check(&databases, &names, &args.migrations_dir).await;
     databases.close_all().await;
     // A database that is not configured is a configuration error, as it is for `run`.
-    let failing: Vec<&health::DatabaseHealth> = report
+    let failing: Vec<_> = report
         .databases
         .iter()
         .filter(|d| d.status == health::Status::Unhealthy)
+        .map(|d| (d.name.as_str(), d.error_kind.as_deref(), d.error.as_deref()))
         .collect();
-    let code = if failing.is_empty() {
-        exit::OK
-    } else if failing
-        .iter()
-        .any(|d| d.error_kind.as_deref() == Some("config"))
-    {
-        exit::USAGE
-    } else {
-        exit::DATABASE
-    };
+    let (code, error) = envelope::per_database_failure(&failing);
     if args.json {
-        let error = (!failing.is_empty()).then(|| envelope::ErrorBody {
-            kind: if code == exit::USAGE {
-                "config"
-            } else {
-                "database"
-            }
-            .into(),
-            message: failing
-                .iter()
-                .map(|d| format!("{}: {}", d.name, d.error.as_deref().unwrap_or("unhealthy")))
-                .collect::<Vec<_>>()
-                .join("; "),
-        });
         envelope::print(error, code, &report);
     } else {
         print!("{}", health::render(&report));

@@ -8,19 +8,24 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, LoadOptions};
+use crate::history::RunHistory;
 use crate::manifest::Manifest;
 use crate::run::{Host, RunRequest, RunStatus};
 use crate::runtime::RuntimeOptions;
+use crate::shutdown::{self, Cancel};
 use crate::{Error, exit};
 
 mod build_cmd;
 mod check_cmd;
 mod config_cmd;
+mod db_cmd;
 pub mod envelope;
-mod health_cmd;
+pub(crate) mod health_cmd;
 mod migrate_cmd;
 pub mod reference;
+mod runs_cmd;
 mod scaffold;
+mod serve_cmd;
 
 const AFTER_HELP: &str = "\
 Exit codes (the same for every command):
@@ -50,7 +55,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
-struct GlobalArgs {
+pub(super) struct GlobalArgs {
     /// Environment whose databases to use (overrides FLOWHOST_ENV; default: development).
     #[arg(long = "env", global = true, value_name = "NAME")]
     environment: Option<String>,
@@ -79,6 +84,16 @@ struct GlobalArgs {
     /// Only warnings and errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Days finished runs are kept in the run history (see `flowhost runs`); older ones are
+    /// deleted, with their logs, when a process next opens the history.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DAYS",
+        env = "FLOWHOST_HISTORY_DAYS",
+        default_value_t = crate::history::DEFAULT_RETENTION_DAYS
+    )]
+    history_days: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +105,9 @@ enum Command {
     Migrate(migrate_cmd::MigrateArgs),
     /// Check databases: connection, SELECT 1, response time, migrations, pool.
     Health(health_cmd::HealthArgs),
+    /// Look inside databases: `flowhost db stats` shows table and index statistics, the
+    /// slowest statements and recommendations (vacuum, analyze, indexes to add or drop).
+    Db(db_cmd::DbArgs),
     /// Show where configuration comes from: the environment and what selected it, the files
     /// read, the databases each defines and other environments found. Never a secret.
     Config(config_cmd::ConfigArgs),
@@ -100,6 +118,13 @@ enum Command {
     /// Compile flows to wasm32-wasip2 components (adding the target if missing), place them
     /// as flows/NAME.wasm and precompile them into the cache. cargo's errors are shown as is.
     Build(build_cmd::BuildArgs),
+    /// The run history: every run of `flowhost run` and `flowhost serve`, with its input,
+    /// outcome and log lines (kept in <data-dir>/history.db, or the database
+    /// <ENV>_GLOBAL_FLOWHOST_STATE_CONNECTION_STRING names).
+    Runs(runs_cmd::RunsArgs),
+    /// Run flowhost as a service: health and readiness probes, Prometheus metrics, and runs
+    /// over HTTP, with one set of pools for all runs. Stops cleanly on SIGINT/SIGTERM.
+    Serve(serve_cmd::ServeArgs),
     /// Check a flow without running it: the component links against this host, the manifest
     /// parses and matches what the component uses, and every granted database is configured,
     /// answers and has valid migrations. One line per check; exit 0 when all pass.
@@ -112,9 +137,11 @@ impl Command {
         match self {
             Command::Run(a) => a.json,
             Command::Health(a) => a.json,
+            Command::Db(a) => a.json(),
             Command::Config(a) => a.json,
             Command::Check(a) => a.json,
-            Command::New(_) | Command::Build(_) => false,
+            Command::Runs(a) => a.json(),
+            Command::New(_) | Command::Build(_) | Command::Serve(_) => false,
             Command::Migrate(a) => a.json(),
         }
     }
@@ -147,10 +174,12 @@ pub fn main() -> ExitCode {
     // (20,000 SELECT 1s: 1.30 s against 1.46 s, medians of six alternating runs). SQLite's
     // statements run on sqlx's own threads; the epoch ticker that stops runaway flows is a
     // thread of its own.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // `serve` is the exception: its runs, probes and scrapes must not wait on each other.
+    let mut builder = match cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -193,16 +222,23 @@ fn init_logging(global: &GlobalArgs) {
         .unwrap_or(default);
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // The terminal's filter is the terminal's alone: the run history captures its own levels.
+    let terminal = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(colour)
+        .with_filter(tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::registry()
+        .with(terminal)
+        .with(crate::history::capture::CaptureLayer::filtered())
         .try_init();
 }
 
 /// Where compiled components are cached: --cache-dir, else <data-dir>/cache.
-fn cache_dir(global: &GlobalArgs) -> PathBuf {
+pub(super) fn cache_dir(global: &GlobalArgs) -> PathBuf {
     global
         .cache_dir
         .clone()
@@ -246,10 +282,29 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Run(args) => run(config, &cli.global, args).await,
         Command::Migrate(args) => migrate_cmd::migrate(config, args).await,
         Command::Health(args) => health_cmd::health(config, args).await,
+        Command::Db(args) => db_cmd::db(config, args).await,
+        Command::Runs(args) => runs_cmd::runs(config, &cli.global, args).await,
+        Command::Serve(args) => serve_cmd::serve(config, &cli.global, args).await,
         Command::Config(_) | Command::New(_) | Command::Build(_) | Command::Check(_) => {
             unreachable!("handled before the configuration is required")
         }
     }
+}
+
+/// The run history, or `None` with a warning: a run is not refused because its history
+/// cannot be written (a read-only data directory, a state database that is down).
+pub(super) async fn open_history(config: &Config, global: &GlobalArgs) -> Option<Arc<RunHistory>> {
+    match RunHistory::open(config, retention(global)).await {
+        Ok(history) => Some(Arc::new(history)),
+        Err(e) => {
+            tracing::warn!("this run is not recorded in the run history: {e}");
+            None
+        }
+    }
+}
+
+pub(super) fn retention(global: &GlobalArgs) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(global.history_days) * 86_400)
 }
 
 fn read_input(args: &RunArgs) -> Result<String, Error> {
@@ -290,20 +345,38 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
             max_concurrent_instances: Some(1),
         },
     )?;
+    let host = match open_history(host.databases().config(), global).await {
+        Some(history) => host.with_history(history, "cli"),
+        None => host,
+    };
     let request = RunRequest {
         component: args.component.clone(),
         manifest,
         input,
     };
-    let result = host.run(&request).await;
+    // SIGINT/SIGTERM cancel the run: the flow is stopped, its transactions rolled back, and
+    // the run recorded as cancelled before the pools close and the process exits 130/143.
+    let cancel = Cancel::new();
+    let run_id = crate::run::new_run_id();
+    let run = host.run_as(&request, &run_id, &cancel);
+    tokio::pin!(run);
+    let (result, signal) = tokio::select! {
+        result = &mut run => (result, None),
+        signal = shutdown::wait() => {
+            tracing::warn!(run = %run_id, "{} received: cancelling the run", signal.name());
+            cancel.cancel(signal.name());
+            (run.await, Some(signal))
+        }
+    };
     host.shutdown().await;
     let record = result?;
-    let code = match &record.error {
-        None => exit::OK,
-        Some(failure) => {
+    let code = match (&record.error, signal) {
+        (None, _) => exit::OK,
+        (Some(failure), signal) => {
             eprintln!("error: {}", failure.message);
-            match failure.kind.as_str() {
-                "flow-error" | "bad-output" => exit::FLOW_FAILED,
+            match (failure.kind.as_str(), signal) {
+                ("cancelled", Some(signal)) => signal.exit_code(),
+                ("flow-error" | "bad-output", _) => exit::FLOW_FAILED,
                 _ => exit::TRAPPED,
             }
         }

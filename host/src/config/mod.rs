@@ -232,6 +232,9 @@ pub struct Config {
 /// The key form of a logical name: upper case, anything but a letter or digit as `_`
 /// (`SurveyHub` → `SURVEYHUB`, `rpa-db` → `RPA_DB`). Names with the same key form are the same
 /// database.
+/// The database key of the run-history database (see [`Config::state_database`]).
+pub const STATE_DATABASE_KEY: &str = "FLOWHOST_STATE";
+
 pub fn key_name(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -514,6 +517,21 @@ impl Config {
             type_key: format!("{}{key}_TYPE", self.prefix),
             connection_key: format!("{}{key}_CONNECTION_STRING", self.prefix),
         })
+    }
+
+    /// The configured state database (`<ENV>_GLOBAL_FLOWHOST_STATE_CONNECTION_STRING`), where
+    /// run history is kept; `None` keeps it in SQLite under the data directory.
+    pub fn state_database(&self) -> Result<Option<DatabaseConfig>, ConfigError> {
+        match self.keys.databases.get(STATE_DATABASE_KEY) {
+            Some(settings) => self
+                .configured(
+                    &STATE_DATABASE_KEY.to_ascii_lowercase(),
+                    STATE_DATABASE_KEY,
+                    settings,
+                )
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Databases to check when none are named (`flowhost health`), lower-case key form

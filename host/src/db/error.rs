@@ -41,6 +41,12 @@ pub enum DbError {
     InvalidRequest { database: String, message: String },
 }
 
+/// PostgreSQL SQLSTATEs after which the session is gone: admin shutdown, crash shutdown,
+/// cannot connect now, and the 08 class (connection exceptions).
+fn ends_the_session(code: &str) -> bool {
+    matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
+}
+
 impl DbError {
     pub fn invalid(database: &str, message: impl Into<String>) -> Self {
         DbError::InvalidRequest {
@@ -61,6 +67,36 @@ impl DbError {
         matches!(self, DbError::Connection { .. } | DbError::Timeout { .. })
     }
 
+    /// What kind of pool or connection failure this is, as metrics and `/health` count them:
+    /// `pool-exhausted` (no connection free within POOL_TIMEOUT), `connection-refused`
+    /// (nothing listening, or the host not found), `authentication-failed` (the server refused
+    /// the login), `network-timeout` (no answer within CONNECT_TIMEOUT), `connection-lost`
+    /// (any other broken connection), or `statement` (the connection is fine; the statement
+    /// was refused or failed).
+    pub fn pool_error_kind(&self) -> &'static str {
+        match self {
+            DbError::Timeout { message, .. } if message.contains("pooled connection") => {
+                "pool-exhausted"
+            }
+            DbError::Timeout { .. } => "statement",
+            DbError::Connection { message, .. } => {
+                if message.contains("refused the login") {
+                    "authentication-failed"
+                } else if message.contains("connection refused")
+                    || message.contains("no server socket")
+                    || message.contains("host not found")
+                {
+                    "connection-refused"
+                } else if message.contains("CONNECT_TIMEOUT") || message.contains("timed out") {
+                    "network-timeout"
+                } else {
+                    "connection-lost"
+                }
+            }
+            _ => "statement",
+        }
+    }
+
     /// Converts a driver error, naming the database and scrubbing secrets from every message.
     pub fn from_sqlx(err: sqlx::Error, database: &str, target: &str, redactor: &Redactor) -> Self {
         let scrub = |s: &str| redactor.scrub(s).into_owned();
@@ -76,6 +112,23 @@ impl DbError {
                               manifest's statement-timeout-seconds or timeout-seconds, or the \
                               database's DATABASE_TIMEOUT)"
                         .into(),
+                }
+            }
+            // The server ended the session (shutdown, restart, pg_terminate_backend, 08xxx
+            // connection exceptions): a broken connection, not a refused statement.
+            sqlx::Error::Database(e)
+                if e.code().as_deref().is_some_and(ends_the_session)
+                    && e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .is_some() =>
+            {
+                DbError::Connection {
+                    database: database.to_owned(),
+                    target: target.to_owned(),
+                    message: format!(
+                        "the server ended the connection ({}): {}",
+                        e.code().unwrap_or_default(),
+                        scrub(e.message())
+                    ),
                 }
             }
             sqlx::Error::Database(e) => {

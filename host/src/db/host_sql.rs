@@ -89,6 +89,19 @@ impl FromValue for i32 {
     }
 }
 
+impl FromValue for f64 {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Float(f) => Ok(*f),
+            Value::Int(i) => Ok(*i as f64),
+            Value::Decimal(s) | Value::Text(s) => {
+                s.parse().map_err(|_| mismatch(value, "a number"))
+            }
+            other => Err(mismatch(other, "a number")),
+        }
+    }
+}
+
 impl FromValue for bool {
     fn from_value(value: &Value) -> Result<Self, String> {
         match value {
@@ -155,6 +168,7 @@ pub fn text_value(s: Option<&str>) -> Value {
 
 fn host_statement(sql: &str, params: &[Value]) -> Statement {
     Statement {
+        host: true,
         sql: Arc::from(sql),
         placeholders: Placeholders::Positional(params.len()),
         kind: StatementKind::Other,
@@ -249,6 +263,16 @@ mod tests {
                 .unwrap_err()
                 .contains("no column 'missing'")
         );
+        let numbers = row(vec![
+            Value::Float(1.5),
+            Value::Int(2),
+            Value::Decimal("2.25".into()),
+            Value::Null,
+        ]);
+        assert_eq!(numbers.at::<f64>(0), Ok(1.5));
+        assert_eq!(numbers.at::<f64>(1), Ok(2.0));
+        assert_eq!(numbers.at::<f64>(2), Ok(2.25));
+        assert!(numbers.at::<f64>(3).is_err());
         let big = row(vec![Value::Int(1 << 40)]);
         assert!(big.at::<i32>(0).unwrap_err().contains("does not fit"));
         // SQLite's "YYYY-MM-DD HH:MM:SS" text, as sqlx wrote it before.

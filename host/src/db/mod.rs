@@ -96,6 +96,8 @@ pub struct Database {
     refuse_privileged: bool,
     /// The privileged-role warning was given (once per pool, not once per run).
     warned_privileged: std::sync::atomic::AtomicBool,
+    /// This pool's metric handles (waits, timeouts, statement times).
+    metrics: crate::metrics::PoolMetrics,
 }
 
 /// What the host holds of a guest session on its database: how to stop a statement it gave
@@ -144,7 +146,7 @@ type StatementKey = (bool, Arc<str>);
 const STATEMENT_CACHE_ENTRIES: usize = 512;
 
 /// Pool occupancy, as health checks and metrics report it.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct PoolStatus {
     /// Connections open now.
     pub size: u32,
@@ -197,6 +199,7 @@ impl Database {
             functions: postgres_session::FunctionVerdicts::default(),
             refuse_privileged: cfg.pool.refuse_privileged,
             warned_privileged: std::sync::atomic::AtomicBool::new(false),
+            metrics: crate::metrics::metrics().pool(&cfg.name),
         })
     }
 
@@ -301,20 +304,62 @@ impl Database {
 
     /// Takes a connection from the pool, waiting at most the configured acquire timeout.
     ///
-    /// While the pool holds no connection at all, taking one means connecting, so the connect
-    /// timeout applies too, and a cause the driver would hide (nothing listening, a refused
-    /// login) is reported at once instead of after the timeout.
+    /// When the pool has to dial (no idle connection, room for another), a cause the driver
+    /// would hide (nothing listening, a refused login) is reported at once instead of after the
+    /// timeout; while the pool holds no connection at all, the connect timeout applies too.
     pub async fn acquire(&self) -> Result<Conn, DbError> {
+        let _waiting = self.metrics.waiting();
+        let started = Instant::now();
+        let status = self.pool_status();
+        // Without an idle connection and with room to open one, the pool dials: that time is
+        // counted apart from waiting for a connection to come back.
+        let dialled = status.idle == 0 && status.size < status.max;
         let acquire = self.pool.0.acquire(self);
-        if self.pool_status().size > 0 {
-            return acquire.await;
+        let result = if !dialled {
+            acquire.await
+        } else {
+            self.dial(acquire, status.size == 0).await
+        };
+        match &result {
+            Ok(_) => self.metrics.acquired(started.elapsed(), dialled),
+            Err(e) => {
+                let kind = e.pool_error_kind();
+                if kind == "pool-exhausted" {
+                    self.metrics.timed_out();
+                }
+                self.metrics.error(kind);
+            }
         }
-        self.first_connection(acquire).await
+        result
     }
 
-    async fn first_connection(
+    /// Counts a statement's time, and its failure when the connection broke under it.
+    fn statement_done<T>(
+        &self,
+        operation: crate::metrics::Operation,
+        stmt: &Statement,
+        started: Instant,
+        result: &Result<T, DbError>,
+    ) {
+        self.metrics.statement(
+            operation,
+            (!stmt.host).then_some(&*stmt.sql),
+            started.elapsed(),
+        );
+        if let Err(e) = result
+            && e.is_connection_lost()
+        {
+            self.metrics.error(e.pool_error_kind());
+        }
+    }
+
+    /// Takes a connection that the pool must dial for: a server that is not there (stopped,
+    /// restarting) is said at once instead of after POOL_TIMEOUT. For the pool's first
+    /// connection (`first`), the connect timeout bounds the wait too.
+    async fn dial(
         &self,
         acquire: impl std::future::Future<Output = Result<Conn, DbError>>,
+        first: bool,
     ) -> Result<Conn, DbError> {
         let unreachable = async {
             let Some(endpoint) = &self.endpoint else {
@@ -326,7 +371,13 @@ impl Database {
                 None => std::future::pending().await,
             }
         };
-        let connect = tokio::time::timeout(self.connect_timeout, acquire);
+        // Past the first connection the pool's own POOL_TIMEOUT bounds the wait.
+        let limit = if first {
+            self.connect_timeout
+        } else {
+            Duration::MAX
+        };
+        let connect = tokio::time::timeout(limit, acquire);
         let outcome = tokio::select! {
             outcome = connect => outcome,
             cause = unreachable => return Err(self.unreachable(cause)),
@@ -393,7 +444,18 @@ impl Conn {
     /// Runs SQL that takes no parameters and returns nothing (transaction control, cleanup,
     /// migration statements). It may hold several statements.
     pub async fn run_raw(&mut self, db: &Database, sql: &str) -> Result<(), DbError> {
-        self.0.run_raw(db, sql).await
+        let result = self.0.run_raw(db, sql).await;
+        self.evict_if_broken(result)
+    }
+
+    /// A connection the server ended (a restart, `pg_terminate_backend`, a network cut) is
+    /// closed when dropped instead of going back to the pool, so the next caller gets a fresh
+    /// one rather than the same error.
+    fn evict_if_broken<T>(&mut self, result: Result<T, DbError>) -> Result<T, DbError> {
+        if let Err(DbError::Connection { .. }) = &result {
+            self.close_on_drop();
+        }
+        result
     }
 
     /// Starts one statement; its rows arrive through the returned stream, decoded.
@@ -408,6 +470,19 @@ impl Conn {
 
     /// Runs one statement and returns all rows, failing past the limits' rows or bytes.
     pub async fn query(
+        &mut self,
+        db: &Database,
+        stmt: &Statement,
+        values: &[&Value],
+        limits: &SessionLimits,
+    ) -> Result<RowSet, DbError> {
+        let started = Instant::now();
+        let result = self.query_rows(db, stmt, values, limits).await;
+        db.statement_done(crate::metrics::Operation::Query, stmt, started, &result);
+        self.evict_if_broken(result)
+    }
+
+    async fn query_rows(
         &mut self,
         db: &Database,
         stmt: &Statement,
@@ -449,7 +524,10 @@ impl Conn {
         stmt: &Statement,
         values: &[&Value],
     ) -> Result<u64, DbError> {
-        self.0.execute(db, stmt, values).await
+        let started = Instant::now();
+        let result = self.0.execute(db, stmt, values).await;
+        db.statement_done(crate::metrics::Operation::Execute, stmt, started, &result);
+        self.evict_if_broken(result)
     }
 
     /// Writes the rows of a one-row INSERT by the backend's bulk path (see
@@ -460,7 +538,10 @@ impl Conn {
         stmt: &Statement,
         rows: &[Vec<&Value>],
     ) -> Option<Result<u64, DbError>> {
-        self.0.bulk_insert(db, stmt, rows).await
+        let started = Instant::now();
+        let result = self.0.bulk_insert(db, stmt, rows).await?;
+        db.statement_done(crate::metrics::Operation::Batch, stmt, started, &result);
+        Some(self.evict_if_broken(result))
     }
 
     /// Prepares a guest session on this connection: the statement timeout (never past the run's
@@ -585,15 +666,19 @@ impl DatabaseSet {
         &self.config
     }
 
-    fn cell(&self, key: &str) -> Arc<OnceCell<Arc<Database>>> {
+    /// The pool cell of database `name` (`role`: `""` or `"read-only"`). Names that share a
+    /// configuration key (`SurveyHub`, `surveyhub`) share one pool; the role's separator is
+    /// not a key character, so no database name can reach another's read-only pool.
+    fn cell(&self, name: &str, role: &str) -> Arc<OnceCell<Arc<Database>>> {
+        let key = format!("{}\0{role}", crate::config::key_name(name));
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.entry(key.to_owned()).or_default().clone()
+        open.entry(key).or_default().clone()
     }
 
     /// The database configured under `name`, opening its pool on first use. Callers racing
     /// for the same new database share one open; a failed open is tried again next time.
     pub async fn get(&self, name: &str) -> Result<Arc<Database>, crate::Error> {
-        let cell = self.cell(name);
+        let cell = self.cell(name, "");
         let db = cell
             .get_or_try_init(|| async {
                 let cfg = self.config.database(name)?;
@@ -636,7 +721,7 @@ impl DatabaseSet {
         let Some(readonly) = cfg.readonly_target.clone() else {
             return Ok(main);
         };
-        let cell = self.cell(&format!("{name}\0read-only"));
+        let cell = self.cell(name, "read-only");
         let db = cell
             .get_or_try_init(|| async {
                 Database::open(&DatabaseConfig {
@@ -653,13 +738,16 @@ impl DatabaseSet {
     }
 
     /// Closes every pool (at process exit, so servers see clean disconnects).
+    /// The databases whose pools are open now.
+    pub fn open_databases(&self) -> Vec<Arc<Database>> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.values()
+            .filter_map(|cell| cell.get().cloned())
+            .collect()
+    }
+
     pub async fn close_all(&self) {
-        let open: Vec<Arc<Database>> = {
-            let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            open.values()
-                .filter_map(|cell| cell.get().cloned())
-                .collect()
-        };
+        let open = self.open_databases();
         // At once: each close waits for its server's goodbye, and a process exits after them.
         futures_util::future::join_all(open.iter().map(|db| db.close())).await;
     }

@@ -159,19 +159,30 @@ impl Session {
                 }
             }
         }
-        if self.conn.is_none() {
+        // A pooled connection the server ended while it sat idle (a restart) fails as the
+        // session is set up, before the flow ran anything on it: it is thrown away and another
+        // taken, as many times as the pool may hold connections, so a restarted database costs
+        // no run an error.
+        let mut stale_left = self.db.pool_status().max;
+        while self.conn.is_none() {
             let mut conn = self.db.acquire().await?;
             let timeout = self.server_statement_timeout();
             let read_only = self.access == Access::ReadOnly;
             match conn.start_session(&self.db, read_only, timeout).await {
-                Ok(server) => self.server = Some(server),
+                Ok(server) => {
+                    self.server = Some(server);
+                    self.conn = Some(conn);
+                }
                 Err(e) => {
                     // Half set up (a read-only default, a timeout): never pooled again.
                     conn.discard().await;
-                    return Err(e);
+                    if !matches!(e, DbError::Connection { .. }) || stale_left == 0 {
+                        return Err(e);
+                    }
+                    stale_left -= 1;
+                    tracing::debug!(database = %self.name(), "a pooled connection was found ended by the server; taking another: {e}");
                 }
             }
-            self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection just set"))
     }
@@ -541,6 +552,7 @@ async fn insert_many_rows(
             placeholders: Placeholders::Positional(chunk.len() * template.params_per_row()),
             kind: StatementKind::Write,
             functions: Vec::new(),
+            host: false,
         };
         let values: Vec<&Value> = chunk.iter().flatten().copied().collect();
         total += conn.execute(db, &stmt, &values).await?;

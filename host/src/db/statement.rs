@@ -21,6 +21,9 @@ pub struct Statement {
     /// Functions a read-only PostgreSQL statement calls; the session resolves each against the
     /// database (`pg_proc`) and refuses the statement if one may have side effects.
     pub functions: Vec<FunctionName>,
+    /// The host's own SQL (migrations, history, health), not a flow's: timed like any
+    /// statement, but never listed among a database's slow statements.
+    pub host: bool,
 }
 
 impl Statement {
@@ -85,6 +88,7 @@ impl Statement {
         let rewritten =
             sql::rewrite(sql, dialect).map_err(|e| DbError::invalid(database, e.to_string()))?;
         Ok(Statement {
+            host: false,
             sql: Arc::from(rewritten.sql),
             placeholders: rewritten.placeholders,
             kind: classified.kind,
@@ -106,6 +110,7 @@ impl Statement {
             other => DbError::invalid(database, other.to_string()),
         })?;
         Ok(Statement {
+            host: false,
             sql: Arc::from(rewritten.sql),
             placeholders: rewritten.placeholders,
             kind: checked.kind,

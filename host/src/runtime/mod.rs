@@ -52,6 +52,8 @@ pub enum RuntimeError {
         kind: TrapKind,
         message: String,
     },
+    #[error("flow '{flow}' was cancelled by {reason}; its open transactions were rolled back")]
+    Cancelled { flow: String, reason: String },
     #[error("the wasm engine could not be set up: {0}")]
     Engine(String),
 }
@@ -262,10 +264,14 @@ impl Runtime {
         component: &FlowComponent,
         grants: HashMap<String, Grant>,
         limits: &Limits,
-        flow: &str,
-        run_id: &str,
-        input: &str,
+        call: RunCall<'_>,
     ) -> Result<serde_json::Value, RuntimeError> {
+        let RunCall {
+            flow,
+            run_id,
+            input,
+            cancel,
+        } = call;
         // Held until the store is gone (the end of this function), so its slot is free again.
         let _slot = match &self.slots {
             Some(slots) => Some(
@@ -298,11 +304,17 @@ impl Runtime {
 
         // The epoch deadline stops guest code; this outer timeout also stops a run that is
         // waiting in a host call (a slow statement), with a little grace for the epoch to fire.
-        let outcome = tokio::time::timeout(limits.timeout + Duration::from_secs(1), async {
+        let call = tokio::time::timeout(limits.timeout + Duration::from_secs(1), async {
             let instance = component.pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store, input).await
-        })
-        .await;
+        });
+        // A cancel drops the call wherever it is (guest code or a host call waiting on a
+        // statement); the store is still ours, so the sessions are finished below as after a
+        // trap: a statement under way is ended on the server and transactions rolled back.
+        let outcome = tokio::select! {
+            outcome = call => Some(outcome),
+            () = cancel.cancelled() => None,
+        };
 
         let mut state = store.into_data();
         // Drop the guest's handles first: that stops cursor readers, freeing their sessions.
@@ -318,6 +330,12 @@ impl Runtime {
         };
 
         let flow_owned = flow.to_owned();
+        let Some(outcome) = outcome else {
+            return Err(RuntimeError::Cancelled {
+                flow: flow_owned,
+                reason: cancel.reason(),
+            });
+        };
         match outcome {
             Err(_elapsed) => Err(RuntimeError::Trapped {
                 flow: flow_owned,
@@ -338,6 +356,16 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Who a run is and what it is given: the flow's name and the run's id (in every log line),
+/// its input (JSON text), and what cancels it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunCall<'a> {
+    pub flow: &'a str,
+    pub run_id: &'a str,
+    pub input: &'a str,
+    pub cancel: &'a crate::shutdown::Cancel,
 }
 
 /// The pooling allocator's slots for `runs` concurrent runs. A flow component built by Rust

@@ -1,0 +1,400 @@
+//! Running flowhost in production: `flowhost serve` (health, readiness, metrics, runs over
+//! HTTP), the run history (`flowhost runs`), and SIGINT/SIGTERM, against the real PostgreSQL
+//! and real components. Every server here is a real process on a loopback port.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::serve_support::*;
+use crate::support::*;
+
+/// A password the server accepts (trust auth ignores it) and no answer may contain.
+const SECRET: &str = "S3cretPw-not-for-logs";
+
+/// A project whose `rpa_db` is a fresh PostgreSQL database with one migration, and whose
+/// flows folder holds the probe, granted `rpa_db` read-write and owning its migrations.
+fn pg_project() -> (Project, PgDatabase) {
+    let db = PgDatabase::create();
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING=postgresql://postgres:{SECRET}@127.0.0.1:5432/{}\n",
+            db.name
+        ),
+    );
+    std::fs::create_dir_all(project.path().join("flows")).unwrap();
+    std::fs::copy(probe_wasm(), project.path().join("flows/probe.wasm")).unwrap();
+    project.write(
+        "flows/probe.toml",
+        "[flow]\nname = \"probe\"\n\n[limits]\ntimeout-seconds = 120\n\n\
+         [databases.rpa_db]\naccess = \"read-write\"\nmigrations = \"../migrations/rpa_db\"\n",
+    );
+    project.write(
+        "migrations/rpa_db/V001__items.sql",
+        "CREATE TABLE items (id int PRIMARY KEY, note text);",
+    );
+    (project, db)
+}
+
+/// Sessions on `db` other than the checker's own.
+fn sessions(db: &PgDatabase) -> i64 {
+    db.column(&format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ))[0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (at most 60 s) until `db` runs a statement like `like`.
+fn wait_for_statement(db: &PgDatabase, like: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let active = db.column(&format!(
+            "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' \
+             AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%{like}%'",
+            db.name
+        ))[0]
+            .clone()
+            .unwrap();
+        if active != "0" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no statement like {like} started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of the sample `name{labels}` in OpenMetrics text, if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn serve_answers_probes_runs_flows_and_counts_them() {
+    let (project, db) = pg_project();
+    let mut server = Server::start(&project, &["--sample-every", "0.2"], &[]);
+    let mut bodies = Vec::new();
+
+    let live = server.get("/health/live");
+    assert_eq!(live.status, 200);
+    assert!(
+        live.headers.contains("application/health+json"),
+        "{}",
+        live.headers
+    );
+    assert_eq!(live.json()["status"], "pass");
+    server.get_until("/health/startup", |a| a.status == 200);
+
+    // The migration is not applied yet: not ready, and the check says what to do.
+    let ready = server.get("/health/ready");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let doc = ready.json();
+    assert_eq!(doc["status"], "fail");
+    assert_eq!(doc["checks"]["rpa_db:connections"][0]["status"], "pass");
+    assert_eq!(doc["checks"]["rpa_db:schemaVersion"][0]["status"], "fail");
+    assert!(
+        doc["checks"]["rpa_db:schemaVersion"][0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("1 pending migration"),
+        "{doc}"
+    );
+    bodies.push(ready.body);
+
+    // A run: migrates the database it owns, writes, logs.
+    let started = server.post(
+        "/runs",
+        &json!({"flow": "probe", "input": {"steps": [
+            {"op": "execute", "db": "rpa_db", "sql": "INSERT INTO items VALUES (1, 'one')"},
+            {"op": "log", "level": "info", "message": "inserted one item"},
+        ]}}),
+    );
+    assert_eq!(started.status, 202, "{}", started.body);
+    let run_id = started.json()["run_id"].as_str().unwrap().to_owned();
+    let run = server.finished_run(&run_id);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["origin"], "serve");
+    assert_eq!(run["output"]["results"][0]["ok"]["affected"], 1, "{run}");
+    assert_eq!(db.count("items"), 1);
+
+    let logs = server.get(&format!("/runs/{run_id}/logs")).json();
+    let lines = logs["lines"].as_array().unwrap();
+    assert!(
+        lines.iter().any(|l| l["source"] == "flow"
+            && l["message"].as_str().unwrap().contains("inserted one item")),
+        "{logs}"
+    );
+
+    // Now at its version: ready.
+    let ready = server.get("/health/ready");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let doc = ready.json();
+    assert_eq!(doc["status"], "pass");
+    assert_eq!(
+        doc["checks"]["rpa_db:schemaVersion"][0]["observedValue"],
+        "001"
+    );
+    bodies.push(ready.body);
+
+    // A flow that fails is recorded as failed, with its words.
+    let failing = server.post(
+        "/runs",
+        &json!({"flow": "probe", "input": {"steps": [{"op": "fail", "message": "no such customer"}]}}),
+    );
+    let failed = server.finished_run(failing.json()["run_id"].as_str().unwrap());
+    assert_eq!(failed["state"], "failed");
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("no such customer")
+    );
+
+    // Components come from the flows folder only.
+    for (body, status) in [
+        (json!({"component": "../outside.wasm"}), 403),
+        (json!({"component": "/etc/passwd"}), 403),
+        (json!({"flow": "nope"}), 404),
+        (json!({"flow": "probe", "bogus": 1}), 400),
+    ] {
+        let answer = server.post("/runs", &body);
+        assert_eq!(answer.status, status, "{body}: {}", answer.body);
+    }
+    assert_eq!(server.get("/runs/not-a-run").status, 404);
+
+    // Metrics after known work.
+    let metrics = server.get_until("/metrics", |a| {
+        sample(&a.body, "flowhost_migrations_pending{db=\"rpa_db\"}") == Some(0.0)
+    });
+    assert!(
+        metrics.headers.contains("application/openmetrics-text"),
+        "{}",
+        metrics.headers
+    );
+    let text = &metrics.body;
+    assert_eq!(
+        sample(
+            text,
+            "flowhost_runs_total{flow=\"probe\",status=\"completed\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            text,
+            "flowhost_runs_total{flow=\"probe\",status=\"failed\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(text, "flowhost_run_duration_seconds_count{flow=\"probe\"}"),
+        Some(2.0)
+    );
+    assert!(
+        sample(
+            text,
+            "db_client_operation_duration_seconds_count{pool_name=\"rpa_db\",db_operation_name=\"execute\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(text, "db_client_connection_max{pool_name=\"rpa_db\"}"),
+        Some(10.0)
+    );
+    assert_eq!(
+        sample(
+            text,
+            "db_client_connection_pending_requests{pool_name=\"rpa_db\"}"
+        ),
+        Some(0.0)
+    );
+    bodies.push(metrics.body.clone());
+    for path in [
+        "/health/database",
+        "/health/database/pool",
+        "/health/database/performance",
+        "/runs",
+    ] {
+        let answer = server.get(path);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        bodies.push(answer.body);
+    }
+    let pool = server.get("/health/database/pool").json();
+    assert_eq!(pool["pools"][0]["name"], "rpa_db", "{pool}");
+    let performance = server.get("/health/database/performance").json();
+    assert!(
+        performance["slow_statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["sql"].as_str().unwrap().contains("INSERT INTO items")),
+        "{performance}"
+    );
+    for body in &bodies {
+        assert!(!body.contains(SECRET), "a secret in an answer: {body}");
+    }
+
+    // SIGTERM with a run in flight: the run is cancelled and its transaction rolled back, the
+    // run is recorded as cancelled, no session is left, the process exits 143.
+    let in_flight = server.post(
+        "/runs",
+        &json!({"flow": "probe", "input": {"steps": [
+            {"op": "begin", "db": "rpa_db"},
+            {"op": "execute", "db": "rpa_db", "tx": true, "sql": "INSERT INTO items VALUES (2, 'two')"},
+            {"op": "query", "db": "rpa_db", "tx": true, "sql": "SELECT pg_sleep(60)"},
+        ]}}),
+    );
+    let in_flight = in_flight.json()["run_id"].as_str().unwrap().to_owned();
+    wait_for_statement(&db, "pg_sleep");
+    let (status, stderr) = server.stop("TERM");
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(!stderr.contains(SECRET));
+    assert_eq!(
+        db.count("items"),
+        1,
+        "the cancelled run's insert was rolled back"
+    );
+    assert_eq!(sessions(&db), 0, "no session left after shutdown");
+    let shown = project.flowhost(&["runs", "show", &in_flight[..8], "--json"]);
+    let shown = json_ok(&shown);
+    assert_eq!(shown["state"], "cancelled", "{shown}");
+    assert!(
+        shown["error_message"].as_str().unwrap().contains("SIGTERM"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_cancel_a_cli_run_roll_back_and_record_it() {
+    let (project, db) = pg_project();
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let input = project.write(
+            "input.json",
+            &json!({"steps": [
+                {"op": "begin", "db": "rpa_db"},
+                {"op": "execute", "db": "rpa_db", "tx": true, "sql": "INSERT INTO items VALUES (7, 'seven')"},
+                {"op": "query", "db": "rpa_db", "tx": true, "sql": "SELECT pg_sleep(60)"},
+            ]})
+            .to_string(),
+        );
+        let mut child = project
+            .command(
+                &[
+                    "run",
+                    "flows/probe.wasm",
+                    "--json",
+                    "--input-file",
+                    input.to_str().unwrap(),
+                ],
+                &[],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_statement(&db, "pg_sleep");
+        send_signal(child.id(), signal);
+        let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {}", stderr(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("--json prints its document");
+        assert_eq!(doc["error"]["kind"], "cancelled", "{doc}");
+        assert_eq!(doc["exit_code"], code);
+        assert_eq!(
+            db.count("items"),
+            0,
+            "SIG{signal}: the insert was rolled back"
+        );
+        assert_eq!(sessions(&db), 0, "SIG{signal}: no session left");
+    }
+    let list = json_ok(&project.flowhost(&["runs", "list", "--state", "cancelled", "--json"]));
+    let runs = list["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{list}");
+    assert!(
+        runs.iter()
+            .all(|r| r["origin"] == "cli" && r["flow"] == "probe")
+    );
+    let reasons: Vec<&str> = runs
+        .iter()
+        .map(|r| r["error_message"].as_str().unwrap())
+        .collect();
+    assert!(reasons.iter().any(|m| m.contains("SIGINT")), "{reasons:?}");
+    assert!(reasons.iter().any(|m| m.contains("SIGTERM")), "{reasons:?}");
+}
+
+#[test]
+fn a_killed_run_is_marked_crashed_by_the_next_process_never_left_running() {
+    // The embedded default: no server needed.
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("flows")).unwrap();
+    std::fs::copy(probe_wasm(), project.path().join("flows/probe.wasm")).unwrap();
+    project.write(
+        "flows/probe.toml",
+        "[flow]\nname = \"spinner\"\n\n[limits]\ntimeout-seconds = 120\n",
+    );
+    let mut child = project
+        .command(
+            &[
+                "run",
+                "flows/probe.wasm",
+                "--input",
+                r#"{"steps": [{"op": "loop"}]}"#,
+            ],
+            &[],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Running, as the history says.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = project.flowhost(&["runs", "list", "--json"]);
+        if list.status.success()
+            && json_ok(&list)["runs"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["state"] == "running"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never showed as running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send_signal(child.id(), "KILL");
+    wait_with_deadline(&mut child, Duration::from_secs(30));
+
+    let list = json_ok(&project.flowhost(&["runs", "list", "--json"]));
+    let run = &list["runs"][0];
+    assert_eq!(run["state"], "crashed", "{list}");
+    assert_eq!(run["flow"], "spinner");
+    let message = run["error_message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("pid {}", child.id())),
+        "{message}"
+    );
+
+    // Short ids work; an unknown one is a usage error with the way to list runs.
+    let id = run["run_id"].as_str().unwrap();
+    let shown = project.flowhost(&["runs", "show", &id[..6]]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert!(stdout(&shown).contains("crashed"));
+    let missing = project.flowhost(&["runs", "show", "0000000"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("flowhost runs list"),
+        "{}",
+        stderr(&missing)
+    );
+}
