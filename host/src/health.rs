@@ -63,6 +63,16 @@ pub struct DatabaseHealth {
     pub error_kind: Option<String>,
     /// Softer findings (pending migrations, slowness).
     pub warnings: Vec<String>,
+    /// The migration lock held longest now, if any (PostgreSQL).
+    pub migration_lock: Option<LockHeld>,
+}
+
+/// A migration lock held now.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockHeld {
+    pub held_seconds: f64,
+    /// Who holds it (`pid 4242 (application 'flowhost-migrate')`).
+    pub holder: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +129,7 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
         error: None,
         error_kind: None,
         warnings: Vec::new(),
+        migration_lock: None,
     };
     let db = match databases.get(name).await {
         Ok(db) => db,
@@ -167,6 +178,15 @@ async fn check_one(databases: &DatabaseSet, name: &str, migrations_root: &Path) 
                 }
             }
             if health.query_ok {
+                match migrate::oldest_lock(&mut conn, &db).await {
+                    Ok(lock) => {
+                        health.migration_lock = lock.map(|(held_seconds, holder)| LockHeld {
+                            held_seconds,
+                            holder,
+                        })
+                    }
+                    Err(e) => health.warnings.push(format!("migration lock unknown: {e}")),
+                }
                 let sql = db.backend().server_version_sql();
                 match conn.host_scalar::<String>(&db, sql, &[]).await {
                     Ok(v) => health.server_version = Some(v.trim().to_owned()),

@@ -398,3 +398,50 @@ fn a_killed_run_is_marked_crashed_by_the_next_process_never_left_running() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn a_postgresql_state_database_keeps_the_history_when_configured() {
+    let state = PgDatabase::create();
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_FLOWHOST_STATE_CONNECTION_STRING={}\n",
+            state.url()
+        ),
+    );
+    std::fs::create_dir_all(project.path().join("flows")).unwrap();
+    std::fs::copy(probe_wasm(), project.path().join("flows/probe.wasm")).unwrap();
+    project.write("flows/probe.toml", "[flow]\nname = \"stateless\"\n");
+    let out = project.flowhost(&[
+        "run",
+        "flows/probe.wasm",
+        "--input",
+        r#"{"steps": [{"op": "log", "level": "warn", "message": "kept in postgres"}]}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(state.count("flowhost_runs"), 1);
+    assert!(
+        !project.path().join(".flowhost/history.db").exists(),
+        "no SQLite history beside a configured one"
+    );
+    let list = json_ok(&project.flowhost(&["runs", "list", "--json"]));
+    let run = &list["runs"][0];
+    assert_eq!(run["flow"], "stateless");
+    assert_eq!(run["state"], "completed");
+    let logs =
+        json_ok(&project.flowhost(&["runs", "logs", run["run_id"].as_str().unwrap(), "--json"]));
+    assert!(
+        logs["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["level"] == "warn"
+                && l["source"] == "flow"
+                && l["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("kept in postgres")),
+        "{logs}"
+    );
+}

@@ -223,3 +223,149 @@ fn a_database_restarted_under_serve_is_reconnected_without_restarting_flowhost()
     let (status, stderr) = server.stop("TERM");
     assert_eq!(status.code(), Some(143), "{stderr}");
 }
+
+/// A fresh PostgreSQL database on the shared server, configured as `rpa_db` with a pool of one
+/// connection and a 1 s POOL_TIMEOUT, plus `badlogin` (a role that does not exist), and the
+/// probe granted `rpa_db`.
+fn small_pool_project(db: &PgDatabase) -> Project {
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING={}\n\
+             DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_POOL_SIZE=1\n\
+             DEVELOPMENT_GLOBAL_RPA_DB_MAX_OVERFLOW=0\n\
+             DEVELOPMENT_GLOBAL_RPA_DB_POOL_TIMEOUT=1\n\
+             DEVELOPMENT_GLOBAL_BADLOGIN_CONNECTION_STRING=postgresql://no_such_role_here@127.0.0.1:5432/{}\n",
+            db.sqlx_url(),
+            db.name
+        ),
+    );
+    std::fs::create_dir_all(project.path().join("flows")).unwrap();
+    std::fs::copy(probe_wasm(), project.path().join("flows/probe.wasm")).unwrap();
+    project.write(
+        "flows/probe.toml",
+        "[flow]\nname = \"probe\"\n\n[databases.rpa_db]\naccess = \"read-write\"\n",
+    );
+    project
+}
+
+#[test]
+fn an_exhausted_pool_and_a_refused_login_are_told_apart_and_counted() {
+    let db = PgDatabase::create();
+    let project = small_pool_project(&db);
+    let server = Server::start(&project, &["--sample-every", "60"], &[]);
+    server.get_until("/health/startup", |a| a.status == 200);
+
+    // One run holds the pool's only connection for 3 s; another needs one meanwhile.
+    let holder = server.post(
+        "/runs",
+        &json!({"flow": "probe", "input": {"steps": [
+            {"op": "begin", "db": "rpa_db"},
+            {"op": "query", "db": "rpa_db", "tx": true, "sql": "SELECT pg_sleep(3)"},
+            {"op": "commit", "db": "rpa_db"},
+        ]}}),
+    );
+    let holder = holder.json()["run_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db.column(&format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep(3)%' AND state = 'active'",
+        db.name
+    ))[0]
+        .as_deref()
+        == Some("0")
+    {
+        assert!(std::time::Instant::now() < deadline, "the holder never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let waiter = server.post(
+        "/runs",
+        &json!({"flow": "probe", "input": {"steps": [
+            {"op": "query", "db": "rpa_db", "sql": "SELECT 1 AS one"},
+        ]}}),
+    );
+    let waiter = server.finished_run(waiter.json()["run_id"].as_str().unwrap());
+    let error = &waiter["output"]["results"][0]["error"];
+    assert_eq!(error["kind"], "timeout", "{waiter}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out waiting for a pooled connection"),
+        "{waiter}"
+    );
+    assert_eq!(server.finished_run(&holder)["state"], "completed");
+
+    // The refused login is named as such, not as a timeout or a rejected statement.
+    let ready = server.get("/health/ready");
+    assert_eq!(ready.status, 503);
+    let doc = ready.json();
+    let output = doc["checks"]["badlogin:connections"][0]["output"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(output.contains("refused the login"), "{doc}");
+
+    let metrics = server.get("/metrics").body;
+    for series in [
+        "db_client_connection_timeouts_total{pool_name=\"rpa_db\"}",
+        "flowhost_db_errors_total{pool_name=\"rpa_db\",kind=\"pool-exhausted\"}",
+        "flowhost_db_errors_total{pool_name=\"badlogin\",kind=\"authentication-failed\"}",
+        "db_client_connection_wait_time_seconds_count{pool_name=\"rpa_db\"}",
+    ] {
+        assert!(sample(&metrics, series) >= 1.0, "{series} in\n{metrics}");
+    }
+}
+
+#[test]
+fn a_migration_lock_held_too_long_makes_the_server_unready() {
+    let db = PgDatabase::create();
+    let project = small_pool_project(&db);
+    project.write(
+        ".env",
+        &format!(
+            "DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING={}\n",
+            db.sqlx_url()
+        ),
+    );
+    // A migrator that took its lock and hangs: a session named as flowhost's migrator names
+    // itself, holding an advisory lock.
+    let mut stuck = Command::new("psql")
+        .args([
+            &db.sqlx_url(),
+            "-c",
+            "SELECT pg_advisory_lock(42)",
+            "-c",
+            "SELECT pg_sleep(120)",
+        ])
+        .env("PGAPPNAME", "flowhost-migrate")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    let server = Server::start(
+        &project,
+        &["--sample-every", "60", "--migration-lock-limit", "0"],
+        &[],
+    );
+    let ready = server.get_until("/health/ready", |a| {
+        a.status == 503 && a.body.contains("migrationLock")
+    });
+    let doc = ready.json();
+    let check = &doc["checks"]["rpa_db:migrationLock"][0];
+    assert_eq!(check["status"], "fail", "{doc}");
+    assert!(
+        check["output"]
+            .as_str()
+            .unwrap()
+            .contains("application 'flowhost-migrate'"),
+        "{doc}"
+    );
+    // Released (the server ends the stuck session, as an operator would): ready again.
+    db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'flowhost-migrate' AND datname = current_database()",
+    );
+    let _ = stuck.wait();
+    server.get_until("/health/ready", |a| a.status == 200);
+}

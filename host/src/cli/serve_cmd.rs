@@ -37,6 +37,11 @@ pub(super) struct ServeArgs {
     /// waits for connections from its databases' pools.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     max_concurrent_runs: u32,
+    /// Seconds a migration may hold its lock before /health/ready fails (PostgreSQL, where
+    /// the lock holder is visible): a migrator stuck that long blocks every run that owns the
+    /// database's migrations.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    migration_lock_limit: u64,
     /// Seconds between the samples of pools and response times behind
     /// /health/database/performance and flowhost_migrations_pending.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
@@ -71,6 +76,7 @@ pub(super) async fn serve(
         migrations_dir: args.migrations_dir,
         max_concurrent_runs: args.max_concurrent_runs as usize,
         sample_every: Duration::from_secs_f64(args.sample_every),
+        migration_lock_limit: Duration::from_secs(args.migration_lock_limit),
     };
     let signal = server::serve(Arc::new(host), options, shutdown::wait()).await?;
     Ok(signal.exit_code())

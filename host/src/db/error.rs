@@ -299,6 +299,51 @@ mod tests {
     }
 
     #[test]
+    fn pool_failures_are_told_apart_by_kind() {
+        let connection = |message: &str| DbError::Connection {
+            database: "d".into(),
+            target: "t".into(),
+            message: message.into(),
+        };
+        let cases = [
+            (
+                DbError::Timeout {
+                    database: "d".into(),
+                    message: "timed out waiting for a pooled connection; raise the pool size"
+                        .into(),
+                },
+                "pool-exhausted",
+            ),
+            (
+                connection("connection refused by 127.0.0.1:5433: is the server running"),
+                "connection-refused",
+            ),
+            (
+                connection("host not found; check the host"),
+                "connection-refused",
+            ),
+            (
+                connection("the server refused the login (28P01): password authentication failed"),
+                "authentication-failed",
+            ),
+            (
+                connection("no connection within 10s (CONNECT_TIMEOUT); is the server running"),
+                "network-timeout",
+            ),
+            (
+                connection("the server ended the connection (57P01): terminating connection"),
+                "connection-lost",
+            ),
+            (DbError::invalid("d", "two statements"), "statement"),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.pool_error_kind(), kind, "{error}");
+        }
+        assert!(ends_the_session("57P01") && ends_the_session("08006"));
+        assert!(!ends_the_session("57014") && !ends_the_session("23505"));
+    }
+
+    #[test]
     fn redactor_leaves_clean_text_borrowed() {
         let r = Redactor::new(["hunter2".to_string()]);
         assert!(matches!(r.scrub("all fine"), Cow::Borrowed(_)));

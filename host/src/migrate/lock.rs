@@ -291,6 +291,33 @@ pub fn lock_key(database: &str, schema: &str, table: &str) -> i64 {
     i64::from_be_bytes(bytes)
 }
 
+/// The oldest migration lock held in this database now: how long its holder has held it (its
+/// transaction, else its session) and who it is. PostgreSQL only: SQL Server's application
+/// lock and SQLite's write lock are not visible this way, so they report `None`.
+pub async fn oldest_lock(conn: &mut Conn, db: &Database) -> Result<Option<(f64, String)>, DbError> {
+    if db.backend() != Backend::Postgres {
+        return Ok(None);
+    }
+    let sql = "SELECT EXTRACT(EPOCH FROM now() - COALESCE(a.xact_start, a.backend_start))::float8, \
+               a.pid \
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+               WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               ORDER BY 1 DESC LIMIT 1";
+    let rows = conn
+        .host_query(db, sql, &[Value::Text(APPLICATION_NAME.into())])
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let seconds: f64 = row.at(0).map_err(|e| DbError::conversion(db.name(), e))?;
+    let pid: i32 = row.at(1).map_err(|e| DbError::conversion(db.name(), e))?;
+    Ok(Some((
+        seconds,
+        format!("pid {pid} (application '{APPLICATION_NAME}')"),
+    )))
+}
+
 /// Who holds advisory lock `key` in this database, as well as the server will say.
 async fn lock_holder(conn: &mut Conn, db: &Database, key: i64) -> Option<String> {
     // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits, objsubid 1.

@@ -55,6 +55,7 @@ pub use history::{
 };
 pub use import::{ForeignHistory, ForeignTool, adopt, find_foreign};
 pub use lock::MigrationConn;
+pub use lock::oldest_lock;
 pub use maintain::{BaselineReport, RepairAction, RepairReport, baseline, repair, undo};
 pub use nontx::non_transactional;
 pub use placeholders::Placeholders;

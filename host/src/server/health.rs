@@ -97,7 +97,11 @@ pub(super) async fn startup(State(state): State<Arc<AppState>>) -> Response {
 /// at its latest version with no failed migration. Fails while shutting down.
 pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let report = check_all(&state).await;
-    let (mut verdict, checks) = readiness(&report, &state.options.migrations_dir);
+    let (mut verdict, checks) = readiness(
+        &report,
+        &state.options.migrations_dir,
+        state.options.migration_lock_limit,
+    );
     let mut description = "flowhost readiness: databases connect, answer and are migrated";
     if state.stopping.load(Ordering::SeqCst) {
         verdict = Verdict::Fail;
@@ -110,6 +114,7 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
 fn readiness(
     report: &HealthReport,
     migrations_dir: &std::path::Path,
+    lock_limit: std::time::Duration,
 ) -> (Verdict, Map<String, Value>) {
     let mut checks = Map::new();
     let mut worst = Verdict::Pass;
@@ -164,6 +169,28 @@ fn readiness(
         // Only databases with a migrations folder have a version to be at.
         if migrations_dir.join(&db.name).is_dir() {
             add_schema(db, &mut add);
+        }
+        // A migrator holding its lock this long is stuck, and every run that owns the
+        // database's migrations waits behind it.
+        if let Some(lock) = &db.migration_lock {
+            let mut held = Map::new();
+            held.insert("observedValue".into(), json!(lock.held_seconds));
+            held.insert("observedUnit".into(), json!("s"));
+            let verdict = if lock.held_seconds > lock_limit.as_secs_f64() {
+                held.insert(
+                    "output".into(),
+                    json!(format!(
+                        "the migration lock has been held for {:.0} s by {} (limit {} s, --migration-lock-limit): a migration is stuck or very slow",
+                        lock.held_seconds,
+                        lock.holder,
+                        lock_limit.as_secs()
+                    )),
+                );
+                Verdict::Fail
+            } else {
+                Verdict::Pass
+            };
+            add("migrationLock", verdict, held);
         }
     }
     (worst, checks)
@@ -309,7 +336,12 @@ mod tests {
             error: (!connected).then(|| "connection refused by h:5432".to_owned()),
             error_kind: None,
             warnings: Vec::new(),
+            migration_lock: None,
         }
+    }
+
+    fn readiness_of(report: &HealthReport, dir: &std::path::Path) -> (Verdict, Map<String, Value>) {
+        readiness(report, dir, std::time::Duration::from_secs(600))
     }
 
     fn report(databases: Vec<DatabaseHealth>) -> HealthReport {
@@ -327,7 +359,8 @@ mod tests {
         std::fs::create_dir(dir.path().join("a")).unwrap();
         std::fs::create_dir(dir.path().join("b")).unwrap();
 
-        let (verdict, checks) = readiness(&report(vec![db("a", true, Some(2.0), 0)]), dir.path());
+        let (verdict, checks) =
+            readiness_of(&report(vec![db("a", true, Some(2.0), 0)]), dir.path());
         assert_eq!(verdict, Verdict::Pass);
         assert_eq!(checks["a:schemaVersion"][0]["observedValue"], "002");
         assert_eq!(checks["a:responseTime"][0]["observedUnit"], "ms");
@@ -335,12 +368,12 @@ mod tests {
 
         // Slow is a warning, not unready.
         let (verdict, checks) =
-            readiness(&report(vec![db("a", true, Some(1500.0), 0)]), dir.path());
+            readiness_of(&report(vec![db("a", true, Some(1500.0), 0)]), dir.path());
         assert_eq!(verdict, Verdict::Warn);
         assert_eq!(checks["a:responseTime"][0]["status"], "warn");
 
         // A pending migration and a database that is down are both unready.
-        let (verdict, checks) = readiness(
+        let (verdict, checks) = readiness_of(
             &report(vec![db("a", true, Some(2.0), 1), db("b", false, None, 0)]),
             dir.path(),
         );
@@ -359,8 +392,23 @@ mod tests {
                 .contains("connection refused")
         );
 
+        // A lock held past the limit makes the database unready.
+        let mut stuck = db("a", true, Some(2.0), 0);
+        stuck.migration_lock = Some(crate::health::LockHeld {
+            held_seconds: 900.0,
+            holder: "pid 7".into(),
+        });
+        let (verdict, checks) = readiness_of(&report(vec![stuck]), dir.path());
+        assert_eq!(verdict, Verdict::Fail);
+        assert!(
+            checks["a:migrationLock"][0]["output"]
+                .as_str()
+                .unwrap()
+                .contains("held for 900 s by pid 7")
+        );
+
         // Without a migrations folder there is no version to be at.
-        let (_, checks) = readiness(&report(vec![db("c", true, Some(1.0), 0)]), dir.path());
+        let (_, checks) = readiness_of(&report(vec![db("c", true, Some(1.0), 0)]), dir.path());
         assert!(checks.get("c:schemaVersion").is_none());
     }
 }

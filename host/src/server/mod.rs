@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub migrations_dir: PathBuf,
     /// Runs executing at once; more are refused with 429 until one ends.
     pub max_concurrent_runs: usize,
+    /// A migration lock held longer than this makes `/health/ready` fail.
+    pub migration_lock_limit: Duration,
     /// How often pools and response times are sampled for `/health/database/performance`
     /// and `flowhost_migrations_pending`.
     pub sample_every: Duration,
