@@ -34,6 +34,7 @@ Exit codes (the same for every command):
   2  bad invocation, configuration, manifest, component or build
   3  a database could not be reached or is unhealthy, or a migration failed
   4  the flow was stopped (panic, trap, time, memory or fuel limit)
+  130, 143  stopped by SIGINT, SIGTERM (the run cancelled, its transactions rolled back)
 
 --json (any command that has it) prints one JSON object on stdout, success or failure:
 {\"ok\": bool, \"error\": {\"kind\", \"message\"} | null, \"exit_code\": n, ...}.
