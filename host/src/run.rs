@@ -251,6 +251,10 @@ impl Host {
         let run_id = run_id.to_owned();
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let started = Instant::now();
+        if !migrations_applied.is_empty() {
+            // Also in the run's own log (the history), not only the process's.
+            tracing::info!(flow = %flow, run = %run_id, applied = %migrations_applied.join(", "), "migrations applied for this run");
+        }
         tracing::info!(flow = %flow, run = %run_id, "run started");
         let outcome = self
             .runtime

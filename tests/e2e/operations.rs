@@ -134,6 +134,13 @@ fn serve_answers_probes_runs_flows_and_counts_them() {
             && l["message"].as_str().unwrap().contains("inserted one item")),
         "{logs}"
     );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["source"] == "host"
+                && l["message"].as_str().unwrap().contains("V001__items.sql")),
+        "the migration the run applied is in its log: {logs}"
+    );
 
     // Now at its version: ready.
     let ready = server.get("/health/ready");
@@ -444,4 +451,32 @@ fn a_postgresql_state_database_keeps_the_history_when_configured() {
                     .starts_with("kept in postgres")),
         "{logs}"
     );
+}
+
+#[test]
+fn finished_runs_older_than_the_retention_are_deleted_with_their_logs() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("flows")).unwrap();
+    std::fs::copy(probe_wasm(), project.path().join("flows/probe.wasm")).unwrap();
+    project.write("flows/probe.toml", "[flow]\nname = \"kept\"\n");
+    let steps = r#"{"steps": [{"op": "log", "level": "info", "message": "hello"}]}"#;
+    for _ in 0..2 {
+        let out = project.flowhost(&["run", "flows/probe.wasm", "--input", steps]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let kept = json_ok(&project.flowhost(&["runs", "list", "--json"]));
+    assert_eq!(kept["runs"].as_array().unwrap().len(), 2, "{kept}");
+    let id = kept["runs"][0]["run_id"].as_str().unwrap().to_owned();
+
+    // A retention of 0 days: every finished run is older than that.
+    let pruned = json_ok(&project.flowhost(&["runs", "list", "--history-days", "0", "--json"]));
+    assert_eq!(pruned["runs"].as_array().unwrap().len(), 0, "{pruned}");
+    let db = project.path().join(".flowhost/history.db");
+    assert_eq!(
+        sqlite_rows(&db, "SELECT count(*) FROM flowhost_run_logs"),
+        vec![vec![Some("0".to_owned())]],
+        "the logs went with their runs"
+    );
+    let gone = project.flowhost(&["runs", "show", &id]);
+    assert_eq!(gone.status.code(), Some(2), "{}", stderr(&gone));
 }
