@@ -68,7 +68,12 @@ pub(super) async fn db(config: Arc<Config>, args: DbArgs) -> Result<u8, Error> {
     let DbCommand::Stats { db, json } = args.command;
     let names = match db {
         Some(name) => vec![name],
-        None => config.database_names(),
+        // As `health` names them: the spelling of the manifests and migration folders.
+        None => super::health_cmd::names_as_written(
+            &config,
+            std::path::Path::new("flows"),
+            std::path::Path::new("migrations"),
+        ),
     };
     let databases = DatabaseSet::new(config.clone());
     let results = futures_util::future::join_all(

@@ -620,6 +620,9 @@ pub struct DatabaseSet {
     /// folders of the projects whose manifests were run (see [`DatabaseSet::seeds_for`]), then
     /// `seeds` in the working directory.
     seed_dirs: std::sync::Mutex<Vec<PathBuf>>,
+    /// Manifest folders already looked at by [`DatabaseSet::seeds_for`]: a long-running host
+    /// resolves each once, not on every run.
+    seeded_from: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl DatabaseSet {
@@ -628,6 +631,7 @@ impl DatabaseSet {
             config,
             open: Default::default(),
             seed_dirs: std::sync::Mutex::new(vec![PathBuf::from("seeds")]),
+            seeded_from: Default::default(),
         }
     }
 
@@ -639,6 +643,14 @@ impl DatabaseSet {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        if !self
+            .seeded_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf())
+        {
+            return;
+        }
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let candidates = [
             Some(dir.join("seeds")),
