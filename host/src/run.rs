@@ -342,9 +342,12 @@ impl Host {
         Ok((database, applied))
     }
 
-    /// Closes every pool so servers see clean disconnects.
+    /// Closes every pool, the run history's too, so servers see clean disconnects.
     pub async fn shutdown(&self) {
         self.databases.close_all().await;
+        if let Some((history, _)) = &self.history {
+            history.close().await;
+        }
     }
 }
 

@@ -428,6 +428,7 @@ fn a_postgresql_state_database_keeps_the_history_when_configured() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(state.count("flowhost_runs"), 1);
+    assert_eq!(sessions(&state), 0, "the history's pool was closed at exit");
     assert!(
         !project.path().join(".flowhost/history.db").exists(),
         "no SQLite history beside a configured one"
