@@ -39,46 +39,6 @@ fn pg_project() -> (Project, PgDatabase) {
     (project, db)
 }
 
-/// Sessions on `db` other than the checker's own.
-fn sessions(db: &PgDatabase) -> i64 {
-    db.column(&format!(
-        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
-        db.name
-    ))[0]
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// Waits (at most 60 s) until `db` runs a statement like `like`.
-fn wait_for_statement(db: &PgDatabase, like: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let active = db.column(&format!(
-            "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' \
-             AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%{like}%'",
-            db.name
-        ))[0]
-            .clone()
-            .unwrap();
-        if active != "0" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no statement like {like} started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The value of the sample `name{labels}` in OpenMetrics text, if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
 #[test]
 fn serve_answers_probes_runs_flows_and_counts_them() {
     let (project, db) = pg_project();

@@ -132,12 +132,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn a_database_restarted_under_serve_is_reconnected_without_restarting_flowhost() {
     let Some(cluster) = PrivateCluster::create() else {
@@ -206,7 +200,8 @@ fn a_database_restarted_under_serve_is_reconnected_without_restarting_flowhost()
         sample(
             &metrics,
             "flowhost_db_errors_total{pool_name=\"rpa_db\",kind=\"connection-refused\"}"
-        ) >= 1.0,
+        )
+        .is_some_and(|n| n >= 1.0),
         "{metrics}"
     );
     // Every run recorded exactly once.
@@ -267,17 +262,7 @@ fn an_exhausted_pool_and_a_refused_login_are_told_apart_and_counted() {
         ]}}),
     );
     let holder = holder.json()["run_id"].as_str().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while db.column(&format!(
-        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep(3)%' AND state = 'active'",
-        db.name
-    ))[0]
-        .as_deref()
-        == Some("0")
-    {
-        assert!(std::time::Instant::now() < deadline, "the holder never started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_statement(&db, "pg_sleep(3)");
     let waiter = server.post(
         "/runs",
         &json!({"flow": "probe", "input": {"steps": [
@@ -313,7 +298,10 @@ fn an_exhausted_pool_and_a_refused_login_are_told_apart_and_counted() {
         "flowhost_db_errors_total{pool_name=\"badlogin\",kind=\"authentication-failed\"}",
         "db_client_connection_wait_time_seconds_count{pool_name=\"rpa_db\"}",
     ] {
-        assert!(sample(&metrics, series) >= 1.0, "{series} in\n{metrics}");
+        assert!(
+            sample(&metrics, series).is_some_and(|n| n >= 1.0),
+            "{series} in\n{metrics}"
+        );
     }
 }
 

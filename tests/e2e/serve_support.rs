@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::Project;
+use crate::support::{PgDatabase, Project};
 
 pub struct Server {
     child: Option<Child>,
@@ -211,4 +211,44 @@ fn dechunk(mut body: &str) -> String {
         body = rest[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Sessions on `db` other than the checker's own.
+pub fn sessions(db: &PgDatabase) -> i64 {
+    db.column(&format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ))[0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (at most 60 s) until `db` runs a statement like `like`.
+pub fn wait_for_statement(db: &PgDatabase, like: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let active = db.column(&format!(
+            "SELECT count(*)::text FROM pg_stat_activity WHERE datname = '{}' \
+             AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%{like}%'",
+            db.name
+        ))[0]
+            .clone()
+            .unwrap();
+        if active != "0" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no statement like {like} started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of the sample `name{labels}` in OpenMetrics text, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
