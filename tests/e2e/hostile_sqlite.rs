@@ -156,8 +156,8 @@ fn a_sqlite_statement_past_its_timeout_is_stopped_and_the_connection_goes_on() {
 
 #[test]
 fn a_sqlite_statement_running_at_the_run_deadline_is_stopped_and_the_run_ends() {
-    // Without the watchdog, sqlx's worker thread runs the statement forever and closing its
-    // connection waits for it: the run would never end.
+    // The statement runs on the thread that would enforce the run's deadline: without the
+    // watchdog it would run forever and the run would never end.
     let lab = SqliteLab::new();
     let out = lab.project.run_probe_with(
         "timeout-seconds = 2",
@@ -183,4 +183,81 @@ fn a_sqlite_statement_running_at_the_run_deadline_is_stopped_and_the_run_ends() 
         "INSERT INTO secrets VALUES (2, 'after') RETURNING id",
     );
     assert_eq!(rows[0][0].as_deref(), Some("2"));
+}
+
+#[test]
+fn sigterm_stops_a_running_sqlite_statement_at_once_and_rolls_its_transaction_back() {
+    // The statement is stepped on the very thread that hears signals, so tokio cannot cancel
+    // the run while it steps: SQLite's progress handler sees the signal itself. Without that
+    // the process would wait for the statement's 600 s limit.
+    use std::time::Duration;
+
+    use crate::serve_support::{signal_and_wait, spawn_flowhost};
+
+    let lab = SqliteLab::new();
+    let manifest = lab.project.write(
+        "probe.toml",
+        "[flow]\nname = \"probe\"\n\n[limits]\ntimeout-seconds = 600\nstatement-timeout-seconds = 600\n\n[databases.scratch]\naccess = \"read-write\"\n",
+    );
+    let input = lab.project.write(
+        "input.json",
+        &json!({"steps": [
+            { "op": "begin", "db": "scratch" },
+            { "op": "execute", "db": "scratch", "sql": "UPDATE secrets SET note = 'in tx'", "tx": true },
+            { "op": "query", "db": "scratch", "sql": ENDLESS, "tx": true },
+        ]})
+        .to_string(),
+    );
+    let child = spawn_flowhost(
+        &lab.project,
+        &[
+            "run",
+            probe_wasm().to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--json",
+            "--input-file",
+            input.to_str().unwrap(),
+        ],
+    );
+    // The UPDATE holds the write lock from just before the endless read starts.
+    wait_until_write_locked(&lab.project.path().join("lab.db"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, out) = signal_and_wait(child, "TERM");
+    assert_eq!(status, Some(143), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("--json prints its document");
+    assert_eq!(doc["error"]["kind"], "cancelled", "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SIGTERM"),
+        "{doc}"
+    );
+    lab.assert_untouched();
+}
+
+/// Waits until another connection holds `file`'s write lock (a write transaction is open).
+fn wait_until_write_locked(file: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    block_on(async {
+        use sqlx::Connection;
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(file)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        loop {
+            match sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await {
+                Err(_) => return,
+                Ok(_) => {
+                    sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flow never took the write lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
 }

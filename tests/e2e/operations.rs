@@ -256,26 +256,19 @@ fn sigterm_and_sigint_cancel_a_cli_run_roll_back_and_record_it() {
             ]})
             .to_string(),
         );
-        let mut child = project
-            .command(
-                &[
-                    "run",
-                    "flows/probe.wasm",
-                    "--json",
-                    "--input-file",
-                    input.to_str().unwrap(),
-                ],
-                &[],
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_flowhost(
+            &project,
+            &[
+                "run",
+                "flows/probe.wasm",
+                "--json",
+                "--input-file",
+                input.to_str().unwrap(),
+            ],
+        );
         wait_for_statement(&db, "pg_sleep");
-        send_signal(child.id(), signal);
-        let status = wait_with_deadline(&mut child, Duration::from_secs(60));
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(status.code(), Some(code), "SIG{signal}: {}", stderr(&out));
+        let (status, out) = signal_and_wait(child, signal);
+        assert_eq!(status, Some(code), "SIG{signal}: {}", stderr(&out));
         let doc: Value = serde_json::from_slice(&out.stdout).expect("--json prints its document");
         assert_eq!(doc["error"]["kind"], "cancelled", "{doc}");
         assert_eq!(doc["exit_code"], code);
@@ -440,4 +433,62 @@ fn finished_runs_older_than_the_retention_are_deleted_with_their_logs() {
     );
     let gone = project.flowhost(&["runs", "show", &id]);
     assert_eq!(gone.status.code(), Some(2), "{}", stderr(&gone));
+}
+
+#[test]
+fn concurrent_serve_runs_writing_one_sqlite_file_wait_their_turn_and_all_commit() {
+    // SQLite statements run on the runtime's worker threads, and so does waiting for the
+    // file's write lock (flowhost's busy handler, which sleeps off the worker): every run
+    // waits for the one holding the lock and none fails with "database is locked".
+    let project = Project::new();
+    project.write(
+        ".env",
+        "DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING=sqlite:///lab.db\n",
+    );
+    std::fs::create_dir_all(project.path().join("flows")).unwrap();
+    std::fs::copy(probe_wasm(), project.path().join("flows/probe.wasm")).unwrap();
+    project.write(
+        "flows/probe.toml",
+        "[flow]\nname = \"probe\"\n\n[limits]\ntimeout-seconds = 120\nstatement-timeout-seconds = 20\n\n\
+         [databases.lab]\naccess = \"read-write\"\nmigrations = \"../migrations/lab\"\n",
+    );
+    project.write(
+        "migrations/lab/V001__items.sql",
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, note TEXT);",
+    );
+    let mut server = Server::start(&project, &["--max-concurrent-runs", "8"], &[]);
+    // Each run holds the write lock while it counts to a million (a few hundred ms).
+    let runs: Vec<String> = (1..=6)
+        .map(|id| {
+            let answer = server.post(
+                "/runs",
+                &json!({"flow": "probe", "input": {"steps": [
+                    {"op": "begin", "db": "lab"},
+                    {"op": "execute", "db": "lab", "tx": true, "sql": format!("INSERT INTO items VALUES ({id}, 'run {id}')")},
+                    {"op": "query", "db": "lab", "tx": true, "sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) SELECT count(*) FROM c"},
+                    {"op": "commit", "db": "lab"},
+                ]}}),
+            );
+            assert_eq!(answer.status, 202, "{}", answer.body);
+            answer.json()["run_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for run_id in &runs {
+        let run = server.finished_run(run_id);
+        assert_eq!(run["state"], "completed", "{run}");
+        let results = run["output"]["results"].as_array().unwrap();
+        assert!(
+            results.iter().all(|r| r.get("ok").is_some()),
+            "every step succeeded: {run}"
+        );
+        assert_eq!(results[2]["ok"]["rows"][0][0]["v"], 1_000_000, "{run}");
+    }
+    let (status, stderr) = server.stop("TERM");
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    let rows = sqlite_rows(
+        &project.path().join("lab.db"),
+        "SELECT count(*), group_concat(id) FROM (SELECT id FROM items ORDER BY id)",
+    );
+    assert_eq!(rows[0][0].as_deref(), Some("6"), "every run committed");
+    assert_eq!(rows[0][1].as_deref(), Some("1,2,3,4,5,6"));
 }

@@ -135,6 +135,23 @@ impl Drop for Server {
     }
 }
 
+/// Starts `flowhost <args>` in `project` with its output captured.
+pub fn spawn_flowhost(project: &Project, args: &[&str]) -> Child {
+    project
+        .command(args, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start flowhost")
+}
+
+/// Sends `signal` to `child` and waits (at most 60 s) for it to end: its exit code and output.
+pub fn signal_and_wait(mut child: Child, signal: &str) -> (Option<i32>, std::process::Output) {
+    send_signal(child.id(), signal);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+    (status.code(), child.wait_with_output().unwrap())
+}
+
 /// `kill -<signal> <pid>`.
 pub fn send_signal(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill")

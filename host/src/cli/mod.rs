@@ -370,6 +370,9 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
         }
     };
     host.shutdown().await;
+    // A signal that stopped an SQLite statement stepped on this thread ends the run as
+    // cancelled before tokio's handler has run (see `runtime::database_host::answer`).
+    let signal = signal.or_else(shutdown::received);
     let record = result?;
     let code = match (&record.error, signal) {
         (None, _) => exit::OK,

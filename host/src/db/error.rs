@@ -101,18 +101,12 @@ impl DbError {
     pub fn from_sqlx(err: sqlx::Error, database: &str, target: &str, redactor: &Redactor) -> Self {
         let scrub = |s: &str| redactor.scrub(s).into_owned();
         match err {
-            // SQLITE_INTERRUPT: only the session's watchdog interrupts, so the time was up.
             sqlx::Error::Database(e)
-                if e.code().as_deref() == Some("9")
-                    && e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+                if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
             {
-                DbError::Timeout {
-                    database: database.to_owned(),
-                    message: "the statement ran past its time limit and was stopped (the \
-                              manifest's statement-timeout-seconds or timeout-seconds, or the \
-                              database's DATABASE_TIMEOUT)"
-                        .into(),
-                }
+                // sqlx's SQLite errors always carry the extended result code.
+                let code = e.code().and_then(|c| c.parse().ok()).unwrap_or(1);
+                DbError::from_sqlite(code, e.message(), database, redactor)
             }
             // The server ended the session (shutdown, restart, pg_terminate_backend, 08xxx
             // connection exceptions): a broken connection, not a refused statement.
@@ -162,6 +156,40 @@ impl DbError {
                 target: target.to_owned(),
                 message: scrub(&other.to_string()),
             },
+        }
+    }
+
+    /// Converts an SQLite error: its extended result code and message, from sqlx or from the
+    /// host's own stepping (`sqlite_step.rs`), which must read the same to a flow.
+    pub fn from_sqlite(code: i32, message: &str, database: &str, redactor: &Redactor) -> Self {
+        // SQLITE_INTERRUPT: only the session's watchdog interrupts: the process is stopping,
+        // or the time was up.
+        if code == 9
+            && let Some(signal) = crate::shutdown::received()
+        {
+            return DbError::Timeout {
+                database: database.to_owned(),
+                message: format!(
+                    "the statement was stopped because flowhost received {} and is stopping",
+                    signal.name()
+                ),
+            };
+        }
+        if code == 9 {
+            return DbError::Timeout {
+                database: database.to_owned(),
+                message: "the statement ran past its time limit and was stopped (the \
+                          manifest's statement-timeout-seconds or timeout-seconds, or the \
+                          database's DATABASE_TIMEOUT)"
+                    .into(),
+            };
+        }
+        DbError::Query {
+            database: database.to_owned(),
+            code: Some(code.to_string()),
+            message: redactor.scrub(message).into_owned(),
+            constraint: None,
+            detail: None,
         }
     }
 

@@ -1,23 +1,22 @@
-//! SQLite: the embedded default. Pool setup, binding, and decoding by declared column type.
+//! SQLite: the embedded default. Pool setup, seeding, and what a column's declared type makes
+//! of its values (statements run in `sqlite_held.rs` and `sqlite_step.rs`).
 //!
 //! SQLite stores five storage classes; the WIT value has thirteen cases. The column's declared
 //! type (`DATE`, `UUID`, `JSON`, `NUMERIC`, `BOOLEAN`...) says which case a stored value
 //! means, so the host reads declared types straight from SQLite (sqlx maps unknown declared
 //! types to their storage class and loses exactly the distinction we need).
 
-use std::ffi::{CStr, c_char, c_int};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePoolOptions, SqliteValueRef};
-use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection, TypeInfo, ValueRef};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, SqliteConnection};
 
+use super::DbError;
 use super::temporal;
-use super::{Database, DbError, RowStream, Statement};
-use crate::bindings::types::{Column, Value};
+use crate::bindings::types::Value;
 use crate::config::{DatabaseConfig, DatabaseTarget, PoolSettings};
-use crate::sql::{self, Backend, StatementKind};
+use crate::sql::{self, Backend};
 
 pub fn pool(
     _name: &str,
@@ -193,179 +192,9 @@ async fn seed_into(path: &Path, script: &str, name: &str) -> Result<(), String> 
     Ok(())
 }
 
-/// Name and declared type of each result column, read with SQLite's own API.
-pub(super) async fn columns_of(
-    conn: &mut SqliteConnection,
-    db: &Database,
-    sql: &str,
-) -> Result<Vec<Column>, DbError> {
-    let mut handle = conn.lock_handle().await.map_err(|e| db.error(e))?;
-    let raw = handle.as_raw_handle().as_ptr();
-    let mut columns = Vec::new();
-    // SAFETY: the handle is locked out of sqlx's worker for the duration of this block, the
-    // statement is prepared and finalized here, and every pointer SQLite returns is copied
-    // before finalize invalidates it.
-    unsafe {
-        use libsqlite3_sys as ffi;
-        let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
-        let rc = ffi::sqlite3_prepare_v2(
-            raw,
-            sql.as_ptr() as *const c_char,
-            sql.len() as c_int,
-            &mut stmt,
-            std::ptr::null_mut(),
-        );
-        if rc != ffi::SQLITE_OK || stmt.is_null() {
-            // Running the statement reports the error properly; no columns meanwhile.
-            if !stmt.is_null() {
-                ffi::sqlite3_finalize(stmt);
-            }
-            return Ok(columns);
-        }
-        let text = |p: *const c_char| {
-            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
-        };
-        for i in 0..ffi::sqlite3_column_count(stmt) {
-            columns.push(Column {
-                name: text(ffi::sqlite3_column_name(stmt, i)).unwrap_or_default(),
-                type_name: text(ffi::sqlite3_column_decltype(stmt, i)).unwrap_or_default(),
-            });
-        }
-        ffi::sqlite3_finalize(stmt);
-    }
-    Ok(columns)
-}
-
-fn arguments(values: &[&Value]) -> SqliteArguments {
-    let mut args = SqliteArguments::default();
-    for value in values {
-        // Adding owned primitives to SqliteArguments cannot fail.
-        let _ = match value {
-            Value::Null => args.add(None::<i64>),
-            Value::Boolean(b) => args.add(*b),
-            Value::Int(i) => args.add(*i),
-            Value::Float(f) => args.add(*f),
-            Value::Bytes(b) => args.add(b.clone()),
-            Value::Text(s)
-            | Value::Decimal(s)
-            | Value::Uuid(s)
-            | Value::Date(s)
-            | Value::Time(s)
-            | Value::Timestamp(s)
-            | Value::Json(s) => args.add(s.clone()),
-            Value::TimestampTz(s) => args.add(
-                temporal::parse_timestamp_tz(s)
-                    .map(temporal::format_timestamp_tz)
-                    .unwrap_or_else(|| s.clone()),
-            ),
-        };
-    }
-    args
-}
-
-/// Binds and starts `stmt`, whose result has `columns`; rows are decoded by the columns'
-/// declared types as they arrive.
-pub(super) fn stream_rows<'c>(
-    conn: &'c mut SqliteConnection,
-    db: &'c Database,
-    stmt: &Statement,
-    values: &[&Value],
-    columns: &[Column],
-) -> RowStream<'c> {
-    // Kept prepared for the session only: sqlx remembers a prepared statement's columns, and
-    // after the table changes (an ALTER on any connection, a migration between runs) SQLite
-    // re-prepares it with more columns than sqlx knows and sqlx's worker thread panics. So
-    // each session starts with sqlx's statements forgotten and the schema re-read, and this
-    // session's own DDL forgets them again (`execute`). A change made by another connection
-    // during the run can still crash the worker, and `next_row` then reports the result as
-    // cut short. Parsing each query again cost a query loop about a quarter of its time.
-    let query = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values));
-    // Deprecated for running several statements at once, which guest statements never are;
-    // used for the summary sqlx sends after the last row, the only sign the result is whole.
-    #[allow(deprecated)]
-    let results = query.fetch_many(conn);
-    let decoding = Decoding {
-        results,
-        db,
-        kinds: columns.iter().map(|c| Declared::of(&c.type_name)).collect(),
-        names: columns.iter().map(|c| c.name.clone()).collect(),
-        first: true,
-        completed: false,
-    };
-    Box::pin(futures_util::stream::try_unfold(decoding, next_row))
-}
-
-/// A result being read: sqlx's rows and summaries, and how to decode the rows.
-struct Decoding<'c> {
-    results: futures_util::stream::BoxStream<
-        'c,
-        Result<sqlx::Either<sqlx::sqlite::SqliteQueryResult, sqlx::sqlite::SqliteRow>, sqlx::Error>,
-    >,
-    db: &'c Database,
-    kinds: Vec<Declared>,
-    names: Vec<String>,
-    first: bool,
-    /// sqlx sent the statement's summary, which comes after its last row.
-    completed: bool,
-}
-
-async fn next_row(mut d: Decoding<'_>) -> Result<Option<(Vec<Value>, Decoding<'_>)>, DbError> {
-    loop {
-        match d.results.try_next().await.map_err(|e| d.db.error(e))? {
-            Some(sqlx::Either::Right(row)) => {
-                // The columns may have been remembered from an earlier run of this statement
-                // in the session; another connection could have changed the table since.
-                if d.first && !same_columns(&row, &d.names) {
-                    return Err(DbError::invalid(
-                        d.db.name(),
-                        "the statement's result columns changed during the run (the schema \
-                         was changed on another connection); run the flow again",
-                    ));
-                }
-                d.first = false;
-                let values = decode_row(d.db, &row, &d.kinds)?;
-                return Ok(Some((values, d)));
-            }
-            Some(sqlx::Either::Left(_)) => d.completed = true,
-            None if d.completed => return Ok(None),
-            None => {
-                return Err(DbError::Connection {
-                    database: d.db.name().to_owned(),
-                    target: d.db.target().to_owned(),
-                    message: "the SQLite driver stopped before the end of the result (its \
-                              worker thread failed; the log says why), so the rows read are \
-                              not the whole result"
-                        .to_owned(),
-                });
-            }
-        }
-    }
-}
-
-pub async fn execute(
-    conn: &mut SqliteConnection,
-    db: &Database,
-    stmt: &Statement,
-    values: &[&Value],
-) -> Result<u64, DbError> {
-    let done = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(values))
-        // Writes (a batch's multi-row INSERT above all) are worth keeping prepared; anything
-        // else may change the schema under the statements sqlx keeps (see `stream_rows`).
-        .persistent(stmt.kind == StatementKind::Write)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| db.error(e))?;
-    if !matches!(stmt.kind, StatementKind::Read | StatementKind::Write) {
-        sqlx::Connection::clear_cached_statements(conn)
-            .await
-            .map_err(|e| db.error(e))?;
-    }
-    Ok(done.rows_affected())
-}
-
 /// What a column's declared type says its values mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Declared {
+pub(super) enum Declared {
     Plain,
     Boolean,
     Decimal,
@@ -378,7 +207,7 @@ enum Declared {
 }
 
 impl Declared {
-    fn of(decltype: &str) -> Declared {
+    pub(super) fn of(decltype: &str) -> Declared {
         let t = decltype.to_ascii_uppercase();
         let t = t.trim();
         if t.starts_with("BOOL") {
@@ -403,74 +232,9 @@ impl Declared {
     }
 }
 
-fn same_columns(row: &sqlx::sqlite::SqliteRow, names: &[String]) -> bool {
-    use sqlx::Column as _;
-    row.len() == names.len()
-        && row
-            .columns()
-            .iter()
-            .zip(names)
-            .all(|(column, name)| column.name() == name)
-}
-
-fn decode_row(
-    db: &Database,
-    row: &sqlx::sqlite::SqliteRow,
-    kinds: &[Declared],
-) -> Result<Vec<Value>, DbError> {
-    (0..row.len())
-        .map(|i| {
-            let raw = row.try_get_raw(i).map_err(|e| db.error(e))?;
-            decode_value(raw, kinds.get(i).copied().unwrap_or(Declared::Plain))
-                .map_err(|message| DbError::conversion(db.name(), format!("column {i}: {message}")))
-        })
-        .collect()
-}
-
-fn decode_value(raw: SqliteValueRef<'_>, declared: Declared) -> Result<Value, String> {
-    use sqlx::Decode;
-    if raw.is_null() {
-        return Ok(Value::Null);
-    }
-    let storage = raw.type_info().name().to_owned();
-    let err = |e: sqlx::error::BoxDynError| e.to_string();
-    Ok(match storage.as_str() {
-        "INTEGER" | "BOOLEAN" => {
-            let i = <i64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
-            match declared {
-                Declared::Boolean => Value::Boolean(i != 0),
-                Declared::Decimal => Value::Decimal(i.to_string()),
-                _ => Value::Int(i),
-            }
-        }
-        "REAL" => {
-            let f = <f64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
-            match declared {
-                Declared::Decimal if f.is_finite() => Value::Decimal(f.to_string()),
-                _ => Value::Float(f),
-            }
-        }
-        "BLOB" => {
-            let b = <Vec<u8> as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
-            match declared {
-                Declared::Uuid if b.len() == 16 => Value::Uuid(
-                    uuid::Uuid::from_slice(&b)
-                        .map_err(|e| e.to_string())?
-                        .to_string(),
-                ),
-                _ => Value::Bytes(b),
-            }
-        }
-        _ => {
-            let s = <String as Decode<sqlx::Sqlite>>::decode(raw).map_err(err)?;
-            text_value(s, declared)
-        }
-    })
-}
-
 /// A stored text read through its declared type; text that does not parse as that type stays
 /// text rather than failing the whole query (SQLite does not enforce declared types).
-fn text_value(s: String, declared: Declared) -> Value {
+pub(super) fn text_value(s: String, declared: Declared) -> Value {
     match declared {
         Declared::Decimal => Value::Decimal(s),
         Declared::Uuid => match uuid::Uuid::parse_str(&s) {

@@ -1,90 +1,54 @@
-//! A guest session on SQLite: read-only mode, and stopping a statement the host gave up on.
+//! A lent SQLite connection and the guest sessions on it: read-only mode, and stopping a
+//! statement the host gave up on.
 //!
-//! SQLite has no server to send a cancel to, and sqlx runs each connection's statements on a
-//! worker thread that keeps going when the run's future is dropped. So every session installs a
-//! progress handler: SQLite calls it every [`PROGRESS_OPS`] virtual-machine steps, and when it
-//! says stop the statement ends with `SQLITE_INTERRUPT` and its transaction rolls back. The
-//! handler reads a [`Watchdog`] the session arms with each statement's deadline and trips at
-//! once when it abandons the connection (a dropped cursor, a trap, the run's deadline).
+//! Every statement on a lent connection runs on the calling thread (`sqlite_held.rs`), so
+//! nothing keeps running once a run's future is dropped; but a statement under way cannot be
+//! cancelled from another task, and a long one must not outlast its time. So every session
+//! installs a progress handler: SQLite calls it every [`PROGRESS_OPS`] virtual-machine steps,
+//! and when it says stop the statement ends with `SQLITE_INTERRUPT` and its transaction rolls
+//! back. The handler reads a [`Watchdog`] the session arms with each statement's deadline and
+//! trips at once when it abandons the connection (a dropped cursor, a trap, the run's deadline).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use sqlx::Sqlite;
 use sqlx::pool::PoolConnection;
-use sqlx::{Row, Sqlite, SqliteConnection};
 
+use super::sqlite_held::Held;
 use super::{
     Conn, Database, DbError, DriverConn, DriverPool, Pool, RowStream, ServerSession, Statement,
     sqlx_common,
 };
 use crate::bindings::types::{Column, Value};
-use crate::sql::StatementKind;
 
-/// Most statements whose result columns one connection remembers; a flow that builds its SQL
-/// text per row would otherwise grow the map without bound.
-const REMEMBERED_STATEMENTS: usize = 256;
-
-/// A pooled SQLite connection lent to one session, and the result columns of the statements
-/// it has run.
-///
-/// Reading a statement's columns (names and declared types) takes SQLite's handle away from
-/// sqlx's worker thread, a round trip between threads that cost more than a small query
-/// itself, and a flow runs the same few statements over and over. The columns are remembered
-/// only while the session holds the connection, and forgotten at once when this connection
-/// runs anything that might change the schema.
+/// A pooled SQLite connection lent out: held away from sqlx's worker from its first use until
+/// it is dropped (`sqlite_held.rs`).
 #[derive(Debug)]
 pub struct SqliteConn {
+    /// Declared before `conn`, so the lock is let go before the connection returns to its
+    /// pool (where sqlx's worker must have it again).
+    held: Option<Held>,
     conn: PoolConnection<Sqlite>,
-    columns: HashMap<Arc<str>, Vec<Column>>,
 }
 
 impl SqliteConn {
-    fn new(conn: PoolConnection<Sqlite>) -> SqliteConn {
-        SqliteConn {
-            conn,
-            columns: HashMap::new(),
+    async fn held(&mut self, db: &Database) -> Result<&mut Held, DbError> {
+        if self.held.is_none() {
+            self.held = Some(Held::lock(&mut self.conn, db).await?);
         }
-    }
-
-    /// `stmt`'s result columns: remembered, or read from SQLite (and remembered when the
-    /// statement only reads). Anything else may change the schema, so the map is emptied.
-    async fn columns_of(
-        &mut self,
-        db: &Database,
-        stmt: &Statement,
-    ) -> Result<Vec<Column>, DbError> {
-        if stmt.kind != StatementKind::Read {
-            self.columns.clear();
-            return super::sqlite::columns_of(&mut self.conn, db, &stmt.sql).await;
-        }
-        if let Some(columns) = self.columns.get(&*stmt.sql) {
-            return Ok(columns.clone());
-        }
-        let columns = super::sqlite::columns_of(&mut self.conn, db, &stmt.sql).await?;
-        if self.columns.len() >= REMEMBERED_STATEMENTS {
-            self.columns.clear();
-        }
-        self.columns.insert(stmt.sql.clone(), columns.clone());
-        Ok(columns)
-    }
-
-    /// Forgets every statement's columns unless `kind` only reads or writes rows.
-    fn forget_columns_unless_rows_only(&mut self, kind: StatementKind) {
-        if !matches!(kind, StatementKind::Read | StatementKind::Write) {
-            self.columns.clear();
-        }
+        Ok(self.held.as_mut().expect("held just above"))
     }
 }
 
 /// Virtual-machine steps between two looks at the watchdog: a few microseconds of work, so an
 /// expired statement stops at once and a look (one clock read) costs well under 1%.
-const PROGRESS_OPS: i32 = 1000;
+pub(super) const PROGRESS_OPS: i32 = 1000;
 
 /// When the statement running on one SQLite connection must stop. Shared between the session
-/// (which arms and trips it) and SQLite's progress handler on the worker thread.
+/// (which arms and trips it) and SQLite's progress and busy handlers.
 #[derive(Debug)]
 pub struct Watchdog {
     base: Instant,
@@ -127,81 +91,69 @@ impl Watchdog {
         self.until.store(0, Ordering::Release);
     }
 
-    fn expired(&self) -> bool {
+    /// Whether a flow's statement must stop: its deadline passed, the session was given up,
+    /// or the process received SIGINT/SIGTERM (whose handling may wait on this very thread).
+    /// The host's own statements (disarmed) always finish.
+    pub(super) fn expired(&self) -> bool {
+        let until = self.until.load(Ordering::Acquire);
+        if until == u64::MAX {
+            return false;
+        }
         let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        now >= self.until.load(Ordering::Acquire)
+        now >= until || crate::shutdown::received().is_some()
     }
 }
 
 /// Starts a guest session. A read-only grant turns on `query_only`, SQLite's own refusal to
 /// change the database file, under the host's statement check: each statement then runs in
 /// autocommit, so one failure never leaves a wrapper transaction for the next to trip on.
-pub async fn start_session(
-    conn: &mut SqliteConnection,
+fn start_session(
+    held: &mut Held,
     db: &Database,
     read_only: bool,
 ) -> Result<Arc<Watchdog>, DbError> {
     let watchdog = Watchdog::new();
-    let seen = watchdog.clone();
-    conn.lock_handle()
-        .await
-        .map_err(|e| db.error(e))?
-        .set_progress_handler(PROGRESS_OPS, move || !seen.expired());
+    held.watch(watchdog.clone());
     // Reading the schema table also makes the connection notice a schema changed by another
     // connection since its last statement, so what is prepared next sees the tables as they
-    // are (see `sqlite::stream_rows`).
+    // are.
     let pragma = if read_only {
         "PRAGMA query_only = ON; SELECT 1 FROM sqlite_master LIMIT 1"
     } else {
         "PRAGMA query_only = OFF; SELECT 1 FROM sqlite_master LIMIT 1"
     };
-    sqlx::raw_sql(pragma)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| db.error(e))?;
-    // What sqlx kept prepared from an earlier session may predate a schema change made since
-    // (by a migration, another connection, another run): forget it, so the session's reads can
-    // be kept prepared for the session (see `sqlite::stream_rows`).
-    sqlx::Connection::clear_cached_statements(&mut *conn)
-        .await
-        .map_err(|e| db.error(e))?;
+    held.exec_raw(db, pragma)?;
     Ok(watchdog)
 }
 
 /// Ends a guest session: no transaction may be left open (`ROLLBACK` already ran when one
 /// was) and no temporary object may survive; a connection that fails that is not pooled. The
-/// progress handler goes first, so an expired deadline cannot stop the host's own statements.
-pub async fn reset_session(conn: &mut SqliteConnection, db: &Database) -> Result<(), String> {
-    conn.lock_handle()
-        .await
-        .map_err(|e| format!("removing the statement watchdog failed: {}", db.error(e)))?
-        .remove_progress_handler();
-    let row = sqlx::query(
-        "SELECT (SELECT count(*) FROM temp.sqlite_master), (SELECT count(*) FROM pragma_database_list WHERE name NOT IN ('main', 'temp'))",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| format!("the session check failed: {}", db.error(e)))?;
-    let (temp, attached): (i64, i64) = (
-        row.try_get(0).map_err(|e| e.to_string())?,
-        row.try_get(1).map_err(|e| e.to_string())?,
-    );
-    if temp != 0 {
-        return Err(format!("{temp} temporary object(s) survived the run"));
+/// watchdog goes first, so an expired deadline cannot stop the host's own statements.
+fn reset_session(held: &mut Held, db: &Database) -> Result<(), String> {
+    held.unwatch();
+    let counts = held
+        .first_row(
+            db,
+            "SELECT (SELECT count(*) FROM temp.sqlite_master), (SELECT count(*) FROM pragma_database_list WHERE name NOT IN ('main', 'temp'))",
+        )
+        .map_err(|e| format!("the session check failed: {e}"))?;
+    match counts.as_slice() {
+        [Value::Int(0), Value::Int(0)] => {}
+        [Value::Int(temp), Value::Int(0)] => {
+            return Err(format!("{temp} temporary object(s) survived the run"));
+        }
+        [_, Value::Int(attached)] => {
+            return Err(format!("{attached} attached database(s) survived the run"));
+        }
+        other => return Err(format!("the session check answered {other:?}")),
     }
-    if attached != 0 {
-        return Err(format!("{attached} attached database(s) survived the run"));
-    }
-    sqlx::raw_sql("PRAGMA query_only = OFF")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| format!("resetting query_only failed: {}", db.error(e)))?;
-    Ok(())
+    held.exec_raw(db, "PRAGMA query_only = OFF")
+        .map_err(|e| format!("resetting query_only failed: {e}"))
 }
 
 impl DriverPool for sqlx::SqlitePool {
     fn acquire<'a>(&'a self, db: &'a Database) -> BoxFuture<'a, Result<Conn, DbError>> {
-        sqlx_common::acquire(self, db, SqliteConn::new)
+        sqlx_common::acquire(self, db, |conn| SqliteConn { held: None, conn })
     }
 
     /// SQLite shares the pool: an in-memory database exists only on the pool's connection, and
@@ -241,8 +193,7 @@ impl DriverConn for SqliteConn {
         db: &'a Database,
         sql: &'a str,
     ) -> BoxFuture<'a, Result<(), DbError>> {
-        self.columns.clear();
-        sqlx_common::run_raw(&mut self.conn, db, sql)
+        Box::pin(async move { self.held(db).await?.exec_raw(db, sql) })
     }
 
     fn open_stream<'c, 'v>(
@@ -254,11 +205,7 @@ impl DriverConn for SqliteConn {
     where
         'c: 'v,
     {
-        Box::pin(async move {
-            let columns = self.columns_of(db, stmt).await?;
-            let rows = super::sqlite::stream_rows(&mut self.conn, db, stmt, values, &columns);
-            Ok((columns, rows))
-        })
+        Box::pin(async move { self.held(db).await?.open(db, stmt, values) })
     }
 
     fn execute<'a>(
@@ -267,8 +214,7 @@ impl DriverConn for SqliteConn {
         stmt: &'a Statement,
         values: &'a [&'a Value],
     ) -> BoxFuture<'a, Result<u64, DbError>> {
-        self.forget_columns_unless_rows_only(stmt.kind);
-        Box::pin(super::sqlite::execute(&mut self.conn, db, stmt, values))
+        Box::pin(async move { self.held(db).await?.execute(db, stmt, values) })
     }
 
     fn start_session<'a>(
@@ -278,9 +224,7 @@ impl DriverConn for SqliteConn {
         _statement_timeout: Duration,
     ) -> BoxFuture<'a, Result<ServerSession, DbError>> {
         Box::pin(async move {
-            start_session(&mut self.conn, db, read_only)
-                .await
-                .map(ServerSession::Sqlite)
+            start_session(self.held(db).await?, db, read_only).map(ServerSession::Sqlite)
         })
     }
 
@@ -289,15 +233,18 @@ impl DriverConn for SqliteConn {
         db: &'a Database,
         _session: Option<&'a ServerSession>,
     ) -> BoxFuture<'a, Result<(), String>> {
-        self.columns.clear();
-        Box::pin(reset_session(&mut self.conn, db))
+        Box::pin(async move {
+            let held = self.held(db).await.map_err(|e| e.to_string())?;
+            reset_session(held, db)
+        })
     }
 
     fn close_on_drop(&mut self) {
         self.conn.close_on_drop()
     }
 
-    fn discard(self: Box<Self>) -> BoxFuture<'static, ()> {
+    fn discard(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        self.held = None;
         sqlx_common::discard(self.conn)
     }
 }

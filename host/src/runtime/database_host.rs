@@ -96,8 +96,21 @@ async fn cursor(
             state.open_handles += 1;
             Ok(Ok(cursor))
         }
-        Err(e) => Ok(Err(e.to_wit())),
+        Err(e) => answer(Err(e.to_wit())),
     }
+}
+
+/// A database call's answer to the flow, unless the process received SIGINT or SIGTERM
+/// meanwhile. Then the call traps instead and the run ends as cancelled: an SQLite statement
+/// stepped on this thread is stopped by the signal itself (before tokio can cancel the run),
+/// and the flow must not carry on as if it had merely failed.
+fn answer<T>(result: Result<T, DbError>) -> Call<T> {
+    if result.is_err()
+        && let Some(signal) = crate::shutdown::received()
+    {
+        return Err(wasmtime::Error::new(crate::shutdown::Stopped(signal)));
+    }
+    Ok(result)
 }
 
 impl types::Host for HostState {}
@@ -149,7 +162,7 @@ impl database::HostConnection for HostState {
         params: Params,
     ) -> Call<RowSet> {
         let session = self.table.get(&this)?.session.clone();
-        Ok(query(&session, Route::Connection, &sql, &params).await)
+        answer(query(&session, Route::Connection, &sql, &params).await)
     }
 
     async fn execute(
@@ -159,7 +172,7 @@ impl database::HostConnection for HostState {
         params: Params,
     ) -> Call<u64> {
         let session = self.table.get(&this)?.session.clone();
-        Ok(execute(&session, Route::Connection, &sql, &params).await)
+        answer(execute(&session, Route::Connection, &sql, &params).await)
     }
 
     async fn execute_batch(
@@ -169,7 +182,7 @@ impl database::HostConnection for HostState {
         param_sets: Vec<Params>,
     ) -> Call<u64> {
         let session = self.table.get(&this)?.session.clone();
-        Ok(execute_batch(&session, Route::Connection, &sql, &param_sets).await)
+        answer(execute_batch(&session, Route::Connection, &sql, &param_sets).await)
     }
 
     async fn execute_batch_packed(
@@ -180,7 +193,7 @@ impl database::HostConnection for HostState {
         rows: Vec<u8>,
     ) -> Call<u64> {
         let session = self.table.get(&this)?.session.clone();
-        Ok(execute_batch_packed(&session, Route::Connection, &sql, &names, &rows).await)
+        answer(execute_batch_packed(&session, Route::Connection, &sql, &names, &rows).await)
     }
 
     async fn cursor(
@@ -233,7 +246,7 @@ impl database::HostTransaction for HostState {
     ) -> Call<RowSet> {
         let tx = self.table.get(&this)?;
         let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
-        Ok(query(&session, route, &sql, &params).await)
+        answer(query(&session, route, &sql, &params).await)
     }
 
     async fn execute(
@@ -244,7 +257,7 @@ impl database::HostTransaction for HostState {
     ) -> Call<u64> {
         let tx = self.table.get(&this)?;
         let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
-        Ok(execute(&session, route, &sql, &params).await)
+        answer(execute(&session, route, &sql, &params).await)
     }
 
     async fn execute_batch(
@@ -255,7 +268,7 @@ impl database::HostTransaction for HostState {
     ) -> Call<u64> {
         let tx = self.table.get(&this)?;
         let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
-        Ok(execute_batch(&session, route, &sql, &param_sets).await)
+        answer(execute_batch(&session, route, &sql, &param_sets).await)
     }
 
     async fn execute_batch_packed(
@@ -267,7 +280,7 @@ impl database::HostTransaction for HostState {
     ) -> Call<u64> {
         let tx = self.table.get(&this)?;
         let (session, route) = (tx.session.clone(), Route::Transaction(tx.id));
-        Ok(execute_batch_packed(&session, route, &sql, &names, &rows).await)
+        answer(execute_batch_packed(&session, route, &sql, &names, &rows).await)
     }
 
     async fn cursor(
@@ -323,7 +336,7 @@ impl database::HostCursor for HostState {
 
     async fn next(&mut self, this: Resource<CursorResource>, max_rows: u32) -> Call<Vec<Row>> {
         let cursor = self.table.get_mut(&this)?;
-        Ok(cursor.stream.next(max_rows).await.map_err(|e| e.to_wit()))
+        answer(cursor.stream.next(max_rows).await.map_err(|e| e.to_wit()))
     }
 
     async fn next_packed(
@@ -332,12 +345,14 @@ impl database::HostCursor for HostState {
         max_rows: u32,
     ) -> Call<Vec<u8>> {
         let cursor = self.table.get_mut(&this)?;
-        Ok(cursor
-            .stream
-            .next(max_rows)
-            .await
-            .map(|rows| super::packed::encode(&rows))
-            .map_err(|e| e.to_wit()))
+        answer(
+            cursor
+                .stream
+                .next(max_rows)
+                .await
+                .map(|rows| super::packed::encode(&rows))
+                .map_err(|e| e.to_wit()),
+        )
     }
 
     async fn drop(&mut self, this: Resource<CursorResource>) -> wasmtime::Result<()> {

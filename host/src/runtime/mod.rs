@@ -342,7 +342,13 @@ impl Runtime {
                 kind: TrapKind::Timeout,
                 message: trap::timeout_message(limits),
             }),
-            Ok(Err(error)) => Err(trap::classify(flow, &error, &evidence, limits)),
+            Ok(Err(error)) => match error.downcast_ref::<crate::shutdown::Stopped>() {
+                Some(stopped) => Err(RuntimeError::Cancelled {
+                    flow: flow_owned,
+                    reason: stopped.0.name().to_owned(),
+                }),
+                None => Err(trap::classify(flow, &error, &evidence, limits)),
+            },
             // The flow's own words end up on the operator's terminal: escaped like its logs.
             Ok(Ok(Err(message))) => Err(RuntimeError::FlowFailed {
                 flow: flow_owned,
