@@ -280,7 +280,9 @@ fn spawn_child(args: &[&str]) -> ChildReport {
 
 /// `--child MODE ...`: one stream peer (or an idle process); prints one JSON line at its end.
 fn child(args: &[String]) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread for both peers, as `flowhost run` has: neither pays wake-ups handed between
+    // threads (flowhost's cursor reader and its run would otherwise sit on different workers).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();

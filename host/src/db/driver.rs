@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use super::packed_rows::{PackedStream, PackedValues};
 use super::{Conn, Database, DbError, Pool, RowStream, ServerSession, Statement};
 use crate::bindings::types::{Column, Value};
 use crate::sql::postgres::FunctionName;
@@ -64,6 +65,25 @@ pub trait DriverConn: Send + Debug {
     ) -> BoxFuture<'v, Result<(Vec<Column>, RowStream<'c>), DbError>>
     where
         'c: 'v;
+
+    /// Starts one statement whose rows are packed as they are read (for cursors). By default
+    /// they are decoded to values and packed from those; a backend that can pack straight
+    /// from the driver's bytes does so.
+    fn open_packed<'c, 'v>(
+        &'c mut self,
+        db: &'c Database,
+        stmt: &'v Statement,
+        values: &'v [&'v Value],
+    ) -> BoxFuture<'v, Result<(Vec<Column>, PackedStream<'c>), DbError>>
+    where
+        'c: 'v,
+    {
+        Box::pin(async move {
+            let (columns, rows) = self.open_stream(db, stmt, values).await?;
+            let rows: PackedStream<'c> = Box::pin(PackedValues(rows));
+            Ok((columns, rows))
+        })
+    }
 
     /// Runs one statement and returns the rows it affected.
     fn execute<'a>(

@@ -8,8 +8,10 @@ mod driver;
 mod error;
 mod host_sql;
 pub mod numeric;
+mod packed_rows;
 pub mod postgres;
 mod postgres_arrays;
+mod postgres_packed;
 mod postgres_session;
 mod reach;
 mod session;
@@ -37,6 +39,7 @@ use tokio::sync::OnceCell;
 pub use driver::{DriverConn, DriverPool};
 pub use error::{DbError, Redactor};
 pub use host_sql::{FromValue, HostRow, text_value, timestamp_value};
+pub use packed_rows::{PackedRows, PackedStream};
 pub use session::{CursorStream, Route, Session, SessionLimits, SharedSession};
 pub use statement::{Statement, bind_order, bind_rows_by_name};
 
@@ -468,6 +471,16 @@ impl Conn {
         values: &[&Value],
     ) -> Result<(Vec<Column>, RowStream<'c>), DbError> {
         self.0.open_stream(db, stmt, values).await
+    }
+
+    /// Starts one statement; its rows are packed as they are read (`packed_rows.rs`).
+    pub async fn open_packed<'c>(
+        &'c mut self,
+        db: &'c Database,
+        stmt: &Statement,
+        values: &[&Value],
+    ) -> Result<(Vec<Column>, PackedStream<'c>), DbError> {
+        self.0.open_packed(db, stmt, values).await
     }
 
     /// Runs one statement and returns all rows, failing past the limits' rows or bytes.

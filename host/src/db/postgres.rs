@@ -117,7 +117,7 @@ pub(super) async fn bind(
     Ok((types, columns))
 }
 
-fn arguments(
+pub(super) fn arguments(
     db: &Database,
     types: &[PgTypeInfo],
     values: &[&Value],
@@ -209,32 +209,32 @@ fn decode_row(
 }
 
 // Type OIDs from PostgreSQL's pg_type.dat; stable across server versions.
-const BOOL: u32 = 16;
-const BYTEA: u32 = 17;
-const CHAR: u32 = 18;
-const NAME: u32 = 19;
-const INT8: u32 = 20;
-const INT2: u32 = 21;
-const INT4: u32 = 23;
-const TEXT: u32 = 25;
-const OID: u32 = 26;
-const JSON: u32 = 114;
-const XML: u32 = 142;
-const FLOAT4: u32 = 700;
-const FLOAT8: u32 = 701;
-const UNKNOWN: u32 = 705;
-const BPCHAR: u32 = 1042;
-const VARCHAR: u32 = 1043;
-const DATE: u32 = 1082;
-const TIME: u32 = 1083;
-const TIMESTAMP: u32 = 1114;
-const TIMESTAMPTZ: u32 = 1184;
-const NUMERIC: u32 = 1700;
-const UUID: u32 = 2950;
-const JSONB: u32 = 3802;
+pub(super) const BOOL: u32 = 16;
+pub(super) const BYTEA: u32 = 17;
+pub(super) const CHAR: u32 = 18;
+pub(super) const NAME: u32 = 19;
+pub(super) const INT8: u32 = 20;
+pub(super) const INT2: u32 = 21;
+pub(super) const INT4: u32 = 23;
+pub(super) const TEXT: u32 = 25;
+pub(super) const OID: u32 = 26;
+pub(super) const JSON: u32 = 114;
+pub(super) const XML: u32 = 142;
+pub(super) const FLOAT4: u32 = 700;
+pub(super) const FLOAT8: u32 = 701;
+pub(super) const UNKNOWN: u32 = 705;
+pub(super) const BPCHAR: u32 = 1042;
+pub(super) const VARCHAR: u32 = 1043;
+pub(super) const DATE: u32 = 1082;
+pub(super) const TIME: u32 = 1083;
+pub(super) const TIMESTAMP: u32 = 1114;
+pub(super) const TIMESTAMPTZ: u32 = 1184;
+pub(super) const NUMERIC: u32 = 1700;
+pub(super) const UUID: u32 = 2950;
+pub(super) const JSONB: u32 = 3802;
 
 /// The type that decides the wire format: a domain is sent as its base type.
-fn base_type(ti: &PgTypeInfo) -> PgTypeInfo {
+pub(super) fn base_type(ti: &PgTypeInfo) -> PgTypeInfo {
     match ti.kind() {
         PgTypeKind::Domain(base) => base_type(base),
         _ => ti.clone(),
@@ -249,7 +249,7 @@ fn is_textual(ti: &PgTypeInfo) -> bool {
         || ti.name().eq_ignore_ascii_case("citext")
 }
 
-fn decode_value(raw: PgValueRef<'_>, ti: &PgTypeInfo) -> Result<Value, String> {
+pub(super) fn decode_value(raw: PgValueRef<'_>, ti: &PgTypeInfo) -> Result<Value, String> {
     if raw.is_null() {
         return Ok(Value::Null);
     }

@@ -13,8 +13,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPoolOptions, Postgres};
 
 use super::{
-    Conn, Database, DbError, DriverConn, DriverPool, PgSession, Pool, RowStream, ServerSession,
-    Statement, sqlx_common,
+    Conn, Database, DbError, DriverConn, DriverPool, PackedStream, PgSession, Pool, RowStream,
+    ServerSession, Statement, sqlx_common,
 };
 use crate::bindings::types::{Column, Value};
 use crate::sql::postgres::{CallKind, FUNCTION_VOLATILITY_SQL, FunctionName, function_allowed};
@@ -363,6 +363,18 @@ impl DriverConn for PoolConnection<Postgres> {
         'c: 'v,
     {
         Box::pin(super::postgres::open_stream(self, db, stmt, values))
+    }
+
+    fn open_packed<'c, 'v>(
+        &'c mut self,
+        db: &'c Database,
+        stmt: &'v Statement,
+        values: &'v [&'v Value],
+    ) -> BoxFuture<'v, Result<(Vec<Column>, PackedStream<'c>), DbError>>
+    where
+        'c: 'v,
+    {
+        Box::pin(super::postgres_packed::open_packed(self, db, stmt, values))
     }
 
     fn execute<'a>(

@@ -348,9 +348,8 @@ impl database::HostCursor for HostState {
         answer(
             cursor
                 .stream
-                .next(max_rows)
+                .next_packed(max_rows)
                 .await
-                .map(|rows| super::packed::encode(&rows))
                 .map_err(|e| e.to_wit()),
         )
     }

@@ -62,7 +62,8 @@ fn encoded_len(value: &Value) -> usize {
     }
 }
 
-fn put_value(out: &mut Vec<u8>, value: &Value) {
+/// Appends `value`'s packed form (its tag, then its bytes) to `out`.
+pub fn put_value(out: &mut Vec<u8>, value: &Value) {
     let mut bytes = |tag: u8, b: &[u8]| {
         out.push(tag);
         out.extend_from_slice(&(b.len() as u32).to_le_bytes());
