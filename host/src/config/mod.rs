@@ -208,6 +208,22 @@ pub struct DatabaseConfig {
     pub readonly_source: Option<String>,
 }
 
+impl DatabaseConfig {
+    /// A database configured in code rather than from the environment: no read-only target,
+    /// not the embedded default, no setting to name in errors.
+    pub fn new(name: &str, target: DatabaseTarget, pool: PoolSettings) -> DatabaseConfig {
+        DatabaseConfig {
+            name: name.to_owned(),
+            target,
+            pool,
+            readonly_target: None,
+            embedded: false,
+            source: None,
+            readonly_source: None,
+        }
+    }
+}
+
 /// The configuration of one environment.
 #[derive(Clone)]
 pub struct Config {

@@ -159,24 +159,18 @@ mod tests {
     /// packed must give the same bytes and the same sizes.
     #[tokio::test]
     async fn rows_packed_from_the_wire_match_rows_decoded_then_packed() {
-        let db = Database::open(&DatabaseConfig {
-            name: "packed_test".into(),
-            target: DatabaseTarget::Postgres {
-                host: "127.0.0.1".into(),
-                port: 5432,
-                database: "postgres".into(),
-                user: Some("postgres".into()),
-                password: None,
-                options: Vec::new(),
-            },
-            pool: PoolSettings::default(),
-            readonly_target: None,
-            embedded: false,
-            source: None,
-            readonly_source: None,
-        })
-        .await
-        .expect("these tests need PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth)");
+        let target = DatabaseTarget::Postgres {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            database: "postgres".into(),
+            user: Some("postgres".into()),
+            password: None,
+            options: Vec::new(),
+        };
+        let config = DatabaseConfig::new("packed_test", target, PoolSettings::default());
+        let db = Database::open(&config)
+            .await
+            .expect("these tests need PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth)");
         let sql = "SELECT g % 2 = 0, (g * 7)::int2, (-g)::int4, 9007199254740993 + g, \
                    1.5::float4 * g, -2.25::float8 * g, 'NaN'::float8, (12.340 * g)::numeric, \
                    'tëxt ' || g, ('v' || g)::varchar, 'ab'::char(3), 'nm'::name, '\\x0102'::bytea, \

@@ -161,21 +161,14 @@ async fn sqlite_in_memory_database_keeps_its_migrations() {
         "INSERT INTO kept VALUES (7);\n",
     )
     .unwrap();
-    let db = Database::open(&DatabaseConfig {
-        name: "mem".into(),
-        target: DatabaseTarget::Sqlite {
-            path: ":memory:".into(),
-            in_memory: true,
-            create_if_missing: true,
-        },
-        pool: PoolSettings::default(),
-        readonly_target: None,
-        embedded: false,
-        source: None,
-        readonly_source: None,
-    })
-    .await
-    .unwrap();
+    let target = DatabaseTarget::Sqlite {
+        path: ":memory:".into(),
+        in_memory: true,
+        create_if_missing: true,
+    };
+    let db = Database::open(&DatabaseConfig::new("mem", target, PoolSettings::default()))
+        .await
+        .unwrap();
     let report = migrate(&db, &folder, &opts()).await.unwrap();
     assert_eq!(report.applied.len(), 2);
     assert_eq!(

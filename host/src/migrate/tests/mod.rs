@@ -61,20 +61,13 @@ impl Fixture {
                 options: Vec::new(),
             },
         };
-        Database::open(&DatabaseConfig {
-            name: "mig_test".into(),
-            target,
-            pool: PoolSettings {
-                max_connections: 3,
-                ..PoolSettings::default()
-            },
-            readonly_target: None,
-            embedded: false,
-            source: None,
-            readonly_source: None,
-        })
-        .await
-        .unwrap()
+        let pool = PoolSettings {
+            max_connections: 3,
+            ..PoolSettings::default()
+        };
+        Database::open(&DatabaseConfig::new("mig_test", target, pool))
+            .await
+            .unwrap()
     }
 }
 
