@@ -92,6 +92,8 @@ mod decode;
 mod error;
 mod export;
 mod logging;
+#[cfg(any(all(target_arch = "wasm32", target_os = "wasi"), test))]
+mod mem;
 mod pack;
 mod packed;
 mod params;
