@@ -68,13 +68,24 @@ pub fn decode(bytes: &[u8]) -> Result<String, String> {
 }
 
 /// Encodes decimal text (`12.5`, `-0.001`, `1e6`, `NaN`, `Infinity`) as binary `numeric`.
+///
+/// Allocation-free on the way to `buf`: `execute-batch` encodes a column of these per row.
 pub fn encode(text: &str, buf: &mut Vec<u8>) -> Result<(), String> {
     let t = text.trim();
-    let special = match t.to_ascii_lowercase().as_str() {
-        "nan" => Some(SIGN_NAN),
-        "infinity" | "+infinity" | "inf" => Some(SIGN_PINF),
-        "-infinity" | "-inf" => Some(SIGN_NINF),
-        _ => None,
+    let special = if t.eq_ignore_ascii_case("nan") {
+        Some(SIGN_NAN)
+    } else if ["infinity", "+infinity", "inf"]
+        .iter()
+        .any(|s| t.eq_ignore_ascii_case(s))
+    {
+        Some(SIGN_PINF)
+    } else if ["-infinity", "-inf"]
+        .iter()
+        .any(|s| t.eq_ignore_ascii_case(s))
+    {
+        Some(SIGN_NINF)
+    } else {
+        None
     };
     if let Some(sign) = special {
         for v in [0u16, 0, sign, 0] {
@@ -108,62 +119,51 @@ pub fn encode(text: &str, buf: &mut Vec<u8>) -> Result<(), String> {
         return Err(invalid());
     }
 
-    // Shift the decimal point by the exponent, then split again.
-    let digits: String = format!("{int_part}{frac_part}");
-    let point = int_part.len() as i64 + exponent as i64;
+    // The digits of `int_part` then `frac_part`, with the decimal point `point` digits from
+    // their start once the exponent has moved it. The digit at index `i` has the place value
+    // 10^(point - 1 - i), so it belongs to the base-10000 group of weight
+    // floor((point - 1 - i) / 4).
+    let (int, frac) = (int_part.as_bytes(), frac_part.as_bytes());
+    let len = (int.len() + frac.len()) as i64;
+    let digit = |i: i64| -> u16 {
+        match usize::try_from(i) {
+            Ok(i) if i < int.len() => u16::from(int[i] - b'0'),
+            Ok(i) if i < int.len() + frac.len() => u16::from(frac[i - int.len()] - b'0'),
+            _ => 0,
+        }
+    };
+    let point = int.len() as i64 + exponent as i64;
     if !(-(1 << 17)..=(1 << 17)).contains(&point) {
         return Err(format!("'{}' is out of numeric's range", shorten(text)));
     }
-    let (int_digits, frac_digits): (String, String) = if point <= 0 {
-        (String::new(), "0".repeat((-point) as usize) + &digits)
-    } else if point as usize >= digits.len() {
-        (
-            digits.clone() + &"0".repeat(point as usize - digits.len()),
-            String::new(),
-        )
-    } else {
-        (
-            digits[..point as usize].to_owned(),
-            digits[point as usize..].to_owned(),
-        )
+    let dscale = (len - point).max(0);
+    let dscale =
+        u16::try_from(dscale).map_err(|_| format!("'{}' has too many decimals", shorten(text)))?;
+    let group_of = |i: i64| (point - 1 - i).div_euclid(4);
+    let first = (0..len).find(|&i| digit(i) != 0);
+    let last = (0..len).rev().find(|&i| digit(i) != 0);
+    let (first_weight, last_weight) = match (first, last) {
+        (Some(f), Some(l)) => (group_of(f), group_of(l)),
+        // Zero: no groups at all.
+        _ => (0, 1),
     };
-    let dscale = frac_digits.len();
-    let int_digits = int_digits.trim_start_matches('0');
-
-    // Base-10000 groups aligned on the decimal point.
-    let int_pad = (4 - int_digits.len() % 4) % 4;
-    let frac_pad = (4 - frac_digits.len() % 4) % 4;
-    let int_aligned = format!("{}{}", "0".repeat(int_pad), int_digits);
-    let frac_aligned = format!("{}{}", frac_digits, "0".repeat(frac_pad));
-    let mut groups: Vec<u16> = int_aligned
-        .as_bytes()
-        .chunks(4)
-        .chain(frac_aligned.as_bytes().chunks(4))
-        .map(|c| c.iter().fold(0u16, |acc, d| acc * 10 + (d - b'0') as u16))
-        .collect();
-    let mut weight = (int_aligned.len() / 4) as i32 - 1;
-    let leading = groups.iter().take_while(|&&g| g == 0).count();
-    groups.drain(..leading);
-    weight -= leading as i32;
-    while groups.last() == Some(&0) {
-        groups.pop();
-    }
-    if groups.is_empty() {
-        weight = 0;
-    }
-    let sign = if negative && !groups.is_empty() {
+    let ndigits = (first_weight - last_weight + 1).max(0);
+    let sign = if negative && ndigits > 0 {
         SIGN_NEG
     } else {
         SIGN_POS
     };
-    let header = [
-        groups.len() as u16,
-        weight as i16 as u16,
-        sign,
-        u16::try_from(dscale).map_err(|_| format!("'{}' has too many decimals", shorten(text)))?,
-    ];
-    for v in header.iter().chain(groups.iter()) {
+    let weight = if ndigits > 0 { first_weight } else { 0 };
+    for v in [ndigits as u16, weight as i16 as u16, sign, dscale] {
         buf.extend_from_slice(&v.to_be_bytes());
+    }
+    for w in (last_weight..=first_weight).rev() {
+        // The group's four digits, from its 10^(4w+3) place down to its 10^(4w) place.
+        let group = (0..4).fold(0u16, |acc, k| {
+            let place = 4 * w + 3 - k;
+            acc * 10 + digit(point - 1 - place)
+        });
+        buf.extend_from_slice(&group.to_be_bytes());
     }
     Ok(())
 }
@@ -220,6 +220,27 @@ mod tests {
     fn exponents_shift_the_point() {
         assert_eq!(round_trip("1.5e3"), "1500");
         assert_eq!(round_trip("15e-3"), "0.015");
+    }
+
+    #[test]
+    fn encoding_matches_the_bytes_postgresql_sends() {
+        // From `SELECT encode(numeric_send(v::numeric), 'hex')` on PostgreSQL 15.
+        for (text, hex) in [
+            ("12345.678", "0003000100000003000109291a7c"),
+            ("0.0001", "0001ffff000000040001"),
+            ("-1e5", "0001000140000000000a"),
+            ("0.000", "0000000000000003"),
+            ("1e-7", "0001fffe00000007000a"),
+            ("100000000.5", "00040002000000010001000000001388"),
+            ("-0.5", "0001ffff400000011388"),
+            ("9999.9999", "0002000000000004270f270f"),
+            ("1.5e3", "000100000000000005dc"),
+        ] {
+            let mut buf = Vec::new();
+            encode(text, &mut buf).unwrap();
+            let got: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(got, hex, "{text}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! pass a date or a UUID as plain text, an integer into a `numeric` column or a decimal into a
 //! `float8` one, and the server never sees a mistyped binary value.
 
+use std::borrow::Cow;
+
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use futures_util::TryStreamExt;
 use sqlx::postgres::{
@@ -164,7 +166,7 @@ pub async fn open_stream<'c>(
                     types = row
                         .columns()
                         .iter()
-                        .map(|c| base_type(c.type_info()))
+                        .map(|c| base_type(c.type_info()).clone())
                         .collect();
                 }
                 std::future::ready(decode_row(db, &row, &types))
@@ -234,10 +236,10 @@ pub(super) const UUID: u32 = 2950;
 pub(super) const JSONB: u32 = 3802;
 
 /// The type that decides the wire format: a domain is sent as its base type.
-pub(super) fn base_type(ti: &PgTypeInfo) -> PgTypeInfo {
+pub(super) fn base_type(ti: &PgTypeInfo) -> &PgTypeInfo {
     match ti.kind() {
         PgTypeKind::Domain(base) => base_type(base),
-        _ => ti.clone(),
+        _ => ti,
     }
 }
 
@@ -358,7 +360,7 @@ impl Encode<'_, Postgres> for PgParam<'_> {
         if matches!(self.value, Value::Null) {
             return Ok(IsNull::Yes);
         }
-        encode_as(self.value, &base_type(&self.target), buf)?;
+        encode_as(self.value, base_type(&self.target), buf)?;
         Ok(IsNull::No)
     }
 }
@@ -389,12 +391,13 @@ pub(super) fn encode_param(
     target: &PgTypeInfo,
     buf: &mut Vec<u8>,
 ) -> Result<(), String> {
-    encode_as(value, &base_type(target), buf)
+    encode_as(value, base_type(target), buf)
 }
 
 fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<(), String> {
     let cannot = || format!("cannot convert {} to {}", describe(value), target.name());
-    let as_text = || -> Option<String> {
+    // Borrowed where the value is text already: a batch encodes a column of these per row.
+    let as_text = || -> Option<Cow<'_, str>> {
         Some(match value {
             Value::Text(s)
             | Value::Decimal(s)
@@ -403,10 +406,10 @@ fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<()
             | Value::Time(s)
             | Value::Timestamp(s)
             | Value::TimestampTz(s)
-            | Value::Json(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            Value::Boolean(b) => b.to_string(),
+            | Value::Json(s) => Cow::Borrowed(s.as_str()),
+            Value::Int(i) => Cow::Owned(i.to_string()),
+            Value::Float(f) => Cow::Owned(f.to_string()),
+            Value::Boolean(b) => Cow::Owned(b.to_string()),
             Value::Null | Value::Bytes(_) => return None,
         })
     };
@@ -529,7 +532,7 @@ fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<()
         }
         JSON | JSONB => {
             let text = match value {
-                Value::Json(s) | Value::Text(s) => s.clone(),
+                Value::Json(s) | Value::Text(s) => Cow::Borrowed(s.as_str()),
                 // Scalars bound to a JSON column become JSON scalars.
                 Value::Int(_) | Value::Float(_) | Value::Boolean(_) | Value::Decimal(_) => {
                     as_text().ok_or_else(cannot)?

@@ -55,7 +55,7 @@ impl PackedRows for PackingRows<'_> {
                     this.types = row
                         .columns()
                         .iter()
-                        .map(|c| base_type(c.type_info()))
+                        .map(|c| base_type(c.type_info()).clone())
                         .collect();
                 }
                 append_row(out, |out| pack_row(this.db, &row, &this.types, out))
