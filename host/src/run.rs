@@ -314,28 +314,36 @@ impl Host {
         };
         let mut applied = Vec::new();
         cell.get_or_try_init(|| async {
-            database.ping().await?;
-            if let Some(dir) = &grant.migrations {
-                let mut options = MigrateOptions::for_current_user();
-                options.placeholders = self
-                    .databases
-                    .config()
-                    .placeholders()?
-                    .map(migrate::Placeholders::new);
-                // Read-only first, on the pooled connection the ping just used: when every
-                // file is applied as it is, there is nothing to lock, and the locked path (a
-                // connection of its own, the lock, the history again) is skipped.
-                if up_to_date(&migrate::status(&database, Some(dir), &options).await?) {
-                    return Ok(());
-                }
-                let report = migrate::migrate(&database, dir, &options).await?;
-                applied.extend(
-                    report
-                        .applied
-                        .iter()
-                        .map(|m| format!("{name}: {}", m.script)),
-                );
+            // One connection answers the ping and the migration check: a second `acquire`
+            // right after the first connection's drop would dial again, because a dropped
+            // connection goes back to the pool on a task of its own.
+            let mut conn = database.acquire().await?;
+            conn.run_raw(&database, "SELECT 1").await?;
+            let Some(dir) = &grant.migrations else {
+                conn.release().await;
+                return Ok(());
+            };
+            let mut options = MigrateOptions::for_current_user();
+            options.placeholders = self
+                .databases
+                .config()
+                .placeholders()?
+                .map(migrate::Placeholders::new);
+            // Read-only first: when every file is applied as it is, there is nothing to lock,
+            // and the locked path (a connection of its own, the lock, the history again) is
+            // skipped.
+            let status = migrate::status_on(&mut conn, &database, Some(dir), &options).await?;
+            conn.release().await;
+            if up_to_date(&status) {
+                return Ok(());
             }
+            let report = migrate::migrate(&database, dir, &options).await?;
+            applied.extend(
+                report
+                    .applied
+                    .iter()
+                    .map(|m| format!("{name}: {}", m.script)),
+            );
             Ok::<_, crate::Error>(())
         })
         .await?;

@@ -91,3 +91,46 @@ fn a_crashed_run_leaves_its_pooled_connection_clean_for_the_next_run() {
         );
     });
 }
+
+/// A run's first use of a database (the ping, the migration check, the flow's own statements)
+/// takes one connection, not one per step: each extra connection is a TLS handshake and a
+/// server process before the flow's first statement.
+#[test]
+fn checking_and_migrating_then_running_a_flow_opens_one_connection() {
+    let db = PgDatabase::create();
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!("DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n", db.url()),
+    );
+    project.write("migrations/lab/V1__table.sql", "CREATE TABLE t (id int);");
+    let config = project.load_config();
+    let manifest = Manifest::parse(
+        "[flow]\nname = \"one_connection\"\n[databases.lab]\naccess = \"read-write\"\n\
+         migrations = \"migrations/lab\"\n",
+        project.path().join("one_connection.toml"),
+    )
+    .unwrap();
+    block_on(async {
+        // Twice: the first run applies the migration (the lock has a connection of its own,
+        // closed after), the second finds it applied, as every later `flowhost run` does.
+        for round in 0..2 {
+            let host = Host::new(Arc::new(config.clone()), RuntimeOptions::default()).unwrap();
+            let record = run(
+                &host,
+                &manifest,
+                json!([{ "op": "query", "db": "lab", "sql": "SELECT count(*) AS n FROM t" }]),
+            )
+            .await;
+            assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+            let lab = host.databases().get("lab").await.unwrap();
+            let status = lab.pool_status();
+            host.shutdown().await;
+            assert_eq!(
+                status.size, 1,
+                "round {round}: the pool opened {} connections: {status:?}",
+                status.size
+            );
+        }
+    });
+}

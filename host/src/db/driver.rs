@@ -146,4 +146,11 @@ pub trait DriverConn: Send + Debug {
 
     /// Closes the connection instead of returning it to the pool.
     fn discard(self: Box<Self>) -> BoxFuture<'static, ()>;
+
+    /// Returns the connection to its pool; once the future is done, the next `acquire` finds
+    /// it idle. Dropping it returns it too, but later, on a task of its own.
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        drop(self);
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -437,4 +437,8 @@ impl DriverConn for PoolConnection<Postgres> {
     fn discard(self: Box<Self>) -> BoxFuture<'static, ()> {
         sqlx_common::discard(*self)
     }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        sqlx_common::release(*self)
+    }
 }

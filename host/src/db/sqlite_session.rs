@@ -247,6 +247,11 @@ impl DriverConn for SqliteConn {
         self.held = None;
         sqlx_common::discard(self.conn)
     }
+
+    fn release(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        self.held = None;
+        sqlx_common::release(self.conn)
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,16 @@ where
     })
 }
 
+/// Returns a pooled connection to its pool now, rather than on the task its drop would spawn.
+///
+/// `return_to_pool` is public but hidden in sqlx's docs; it is what the drop runs, awaited
+/// here instead of spawned (the version is pinned by Cargo.lock).
+pub(super) fn release<DB: sqlx::Database>(mut conn: PoolConnection<DB>) -> BoxFuture<'static, ()> {
+    let back = conn.return_to_pool();
+    drop(conn);
+    Box::pin(back)
+}
+
 /// Closes a pooled connection instead of returning it.
 pub(super) fn discard<DB: sqlx::Database>(conn: PoolConnection<DB>) -> BoxFuture<'static, ()> {
     Box::pin(async move {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::Backend;
 use crate::bindings::types::Value;
 use crate::config::{Config, DatabaseConfig, DatabaseTarget, PoolSettings};
-use crate::db::{Database, DbError, HostRow};
+use crate::db::{Conn, Database, DbError, HostRow};
 
 pub use capture::LogLine;
 
@@ -248,7 +248,7 @@ impl RunHistory {
     }
 
     async fn prepare(&self, retention: Duration) -> Result<(), DbError> {
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.conn().await?;
         for ddl in SCHEMA {
             conn.run_raw(&self.db, ddl).await?;
         }
@@ -351,7 +351,7 @@ impl RunHistory {
         outcome: &Outcome,
         logs: &[LogLine],
     ) -> Result<(), DbError> {
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.conn().await?;
         conn.run_raw(&self.db, "BEGIN").await?;
         let result = async {
             let output = outcome
@@ -491,12 +491,26 @@ impl RunHistory {
     }
 
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<HostRow>, DbError> {
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.conn().await?;
         conn.host_query(&self.db, &self.sql(sql), params).await
     }
 
-    async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+    /// A connection to the history. On SQLite, commits wait for the write-ahead log to reach
+    /// the OS, not the disk (`synchronous = NORMAL`): each run commits twice, and on the
+    /// calling thread two `fsync`s cost a `flowhost run` milliseconds before and after its
+    /// flow. WAL keeps the file consistent either way; what a power cut can lose is the last
+    /// runs' records, never the flows' own data (their databases keep SQLite's default).
+    async fn conn(&self) -> Result<Conn, DbError> {
         let mut conn = self.db.acquire().await?;
+        if self.db.backend() == Backend::Sqlite {
+            conn.run_raw(&self.db, "PRAGMA synchronous = NORMAL")
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let mut conn = self.conn().await?;
         conn.host_execute(&self.db, &self.sql(sql), params).await
     }
 

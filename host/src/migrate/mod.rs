@@ -65,7 +65,7 @@ pub use report::{AppliedStep, MigrateReport, MigrationStatus, PendingMigration, 
 pub use scaffold::new_migration;
 pub use version::{Version, VersionError};
 
-use crate::db::Database;
+use crate::db::{Conn, Database};
 
 /// How [`migrate`] and [`status`] behave.
 #[derive(Debug, Clone)]
@@ -204,12 +204,35 @@ pub async fn status(
     dir: Option<&Path>,
     opts: &MigrateOptions,
 ) -> Result<MigrationStatus, MigrateError> {
+    // The folder and the table name are checked before connecting: their errors need no server.
     let table = HistoryTable::new(&opts.history_table, db.backend())?;
     let files = dir.map(discover).transpose()?;
     let mut conn = db.acquire().await?;
-    let exists = table.exists(&mut conn, db).await?;
-    let (history, foreign) = apply::read_history(&table, &mut conn, db).await?;
-    drop(conn);
+    status_of(&mut conn, db, table, files).await
+}
+
+/// [`status`] on a connection the caller holds: a run checks its database on the connection
+/// that just answered, rather than dialling a second one while the first is still on its way
+/// back to the pool.
+pub async fn status_on(
+    conn: &mut Conn,
+    db: &Database,
+    dir: Option<&Path>,
+    opts: &MigrateOptions,
+) -> Result<MigrationStatus, MigrateError> {
+    let table = HistoryTable::new(&opts.history_table, db.backend())?;
+    let files = dir.map(discover).transpose()?;
+    status_of(conn, db, table, files).await
+}
+
+async fn status_of(
+    conn: &mut Conn,
+    db: &Database,
+    table: HistoryTable,
+    files: Option<Discovered>,
+) -> Result<MigrationStatus, MigrateError> {
+    let exists = table.exists(conn, db).await?;
+    let (history, foreign) = apply::read_history(&table, conn, db).await?;
     let p = plan(files.as_ref(), &history, None);
     let pending = |list: &[&Migration]| list.iter().map(|m| PendingMigration::of(m)).collect();
     let owned = |list: &[&AppliedMigration]| list.iter().map(|r| (*r).clone()).collect();
