@@ -352,10 +352,13 @@ impl Host {
 
     /// Closes every pool, the run history's too, so servers see clean disconnects.
     pub async fn shutdown(&self) {
-        self.databases.close_all().await;
-        if let Some((history, _)) = &self.history {
-            history.close().await;
-        }
+        // At once: closing the history checkpoints its file while the servers say goodbye.
+        let history = async {
+            if let Some((history, _)) = &self.history {
+                history.close().await;
+            }
+        };
+        futures_util::future::join(self.databases.close_all(), history).await;
     }
 }
 

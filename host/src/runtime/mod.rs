@@ -319,9 +319,14 @@ impl Runtime {
         let mut state = store.into_data();
         // Drop the guest's handles first: that stops cursor readers, freeing their sessions.
         drop(std::mem::take(&mut state.table));
-        for session in std::mem::take(&mut state.sessions) {
-            session.lock().await.finish().await;
-        }
+        // All at once: each finish is a round trip to its own server.
+        let sessions = std::mem::take(&mut state.sessions);
+        futures_util::future::join_all(
+            sessions
+                .iter()
+                .map(|session| async move { session.lock().await.finish().await }),
+        )
+        .await;
         state.log.finish();
         let stderr = state.log.stderr_tail();
         let evidence = trap::Evidence {
