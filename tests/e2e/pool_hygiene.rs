@@ -134,3 +134,40 @@ fn checking_and_migrating_then_running_a_flow_opens_one_connection() {
         }
     });
 }
+
+/// A component that does not load stops the run before anything is prepared: its migrations
+/// are not applied (a run that cannot start changes no database), and the error is the
+/// component's.
+#[test]
+fn a_component_that_does_not_load_migrates_nothing() {
+    let db = PgDatabase::create();
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!("DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n", db.url()),
+    );
+    project.write("migrations/lab/V1__table.sql", "CREATE TABLE t (id int);");
+    let broken = project.write("broken.wasm", "not a component");
+    let config = project.load_config();
+    let manifest = Manifest::parse(
+        "[flow]\nname = \"broken\"\n[databases.lab]\naccess = \"read-write\"\n\
+         migrations = \"migrations/lab\"\n",
+        project.path().join("broken.toml"),
+    )
+    .unwrap();
+    block_on(async {
+        let host = Host::new(Arc::new(config), RuntimeOptions::default()).unwrap();
+        let request = RunRequest {
+            component: broken.clone(),
+            manifest,
+            input: "{}".into(),
+        };
+        let err = host.run(&request).await.unwrap_err().to_string();
+        host.shutdown().await;
+        assert!(err.contains("broken.wasm"), "{err}");
+    });
+    let tables = db.column(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    assert!(tables.is_empty(), "tables were created: {tables:?}");
+}
