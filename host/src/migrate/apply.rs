@@ -510,16 +510,29 @@ pub async fn read_history(
     conn: &mut Conn,
     db: &Database,
 ) -> Result<(Vec<AppliedMigration>, Option<ForeignHistory>), MigrateError> {
-    let history = if table.exists(conn, db).await? {
+    read_history_and_presence(table, conn, db)
+        .await
+        .map(|(_, history, foreign)| (history, foreign))
+}
+
+/// [`read_history`], and whether the history table exists (`migrate status` reports it): one
+/// catalog round trip for both, which every run's migration check makes.
+pub async fn read_history_and_presence(
+    table: &HistoryTable,
+    conn: &mut Conn,
+    db: &Database,
+) -> Result<(bool, Vec<AppliedMigration>, Option<ForeignHistory>), MigrateError> {
+    let exists = table.exists(conn, db).await?;
+    let history = if exists {
         table.read(conn, db).await?
     } else {
         Vec::new()
     };
     if !history.is_empty() {
-        return Ok((history, None));
+        return Ok((exists, history, None));
     }
     match find_foreign(conn, db).await? {
-        Some(foreign) => Ok((foreign.rows.clone(), Some(foreign))),
-        None => Ok((history, None)),
+        Some(foreign) => Ok((exists, foreign.rows.clone(), Some(foreign))),
+        None => Ok((exists, history, None)),
     }
 }

@@ -231,8 +231,7 @@ async fn status_of(
     table: HistoryTable,
     files: Option<Discovered>,
 ) -> Result<MigrationStatus, MigrateError> {
-    let exists = table.exists(conn, db).await?;
-    let (history, foreign) = apply::read_history(&table, conn, db).await?;
+    let (exists, history, foreign) = apply::read_history_and_presence(&table, conn, db).await?;
     let p = plan(files.as_ref(), &history, None);
     let pending = |list: &[&Migration]| list.iter().map(|m| PendingMigration::of(m)).collect();
     let owned = |list: &[&AppliedMigration]| list.iter().map(|r| (*r).clone()).collect();
