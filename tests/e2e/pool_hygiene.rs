@@ -97,20 +97,8 @@ fn a_crashed_run_leaves_its_pooled_connection_clean_for_the_next_run() {
 /// server process before the flow's first statement.
 #[test]
 fn checking_and_migrating_then_running_a_flow_opens_one_connection() {
-    let db = PgDatabase::create();
-    let project = Project::new();
-    project.write(
-        ".env",
-        &format!("DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n", db.url()),
-    );
-    project.write("migrations/lab/V1__table.sql", "CREATE TABLE t (id int);");
+    let (_db, project, manifest) = lab_owning_a_migration("one_connection");
     let config = project.load_config();
-    let manifest = Manifest::parse(
-        "[flow]\nname = \"one_connection\"\n[databases.lab]\naccess = \"read-write\"\n\
-         migrations = \"migrations/lab\"\n",
-        project.path().join("one_connection.toml"),
-    )
-    .unwrap();
     block_on(async {
         // Twice: the first run applies the migration (the lock has a connection of its own,
         // closed after), the second finds it applied, as every later `flowhost run` does.
@@ -140,21 +128,9 @@ fn checking_and_migrating_then_running_a_flow_opens_one_connection() {
 /// component's.
 #[test]
 fn a_component_that_does_not_load_migrates_nothing() {
-    let db = PgDatabase::create();
-    let project = Project::new();
-    project.write(
-        ".env",
-        &format!("DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n", db.url()),
-    );
-    project.write("migrations/lab/V1__table.sql", "CREATE TABLE t (id int);");
+    let (db, project, manifest) = lab_owning_a_migration("broken");
     let broken = project.write("broken.wasm", "not a component");
     let config = project.load_config();
-    let manifest = Manifest::parse(
-        "[flow]\nname = \"broken\"\n[databases.lab]\naccess = \"read-write\"\n\
-         migrations = \"migrations/lab\"\n",
-        project.path().join("broken.toml"),
-    )
-    .unwrap();
     block_on(async {
         let host = Host::new(Arc::new(config), RuntimeOptions::default()).unwrap();
         let request = RunRequest {
@@ -170,4 +146,25 @@ fn a_component_that_does_not_load_migrates_nothing() {
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
     );
     assert!(tables.is_empty(), "tables were created: {tables:?}");
+}
+
+/// A fresh PostgreSQL database `lab`, configured in a new project, and the manifest of a flow
+/// `flow` that owns its one migration (`CREATE TABLE t`).
+fn lab_owning_a_migration(flow: &str) -> (PgDatabase, Project, Manifest) {
+    let db = PgDatabase::create();
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!("DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n", db.url()),
+    );
+    project.write("migrations/lab/V1__table.sql", "CREATE TABLE t (id int);");
+    let manifest = Manifest::parse(
+        &format!(
+            "[flow]\nname = \"{flow}\"\n[databases.lab]\naccess = \"read-write\"\n\
+             migrations = \"migrations/lab\"\n"
+        ),
+        project.path().join(format!("{flow}.toml")),
+    )
+    .unwrap();
+    (db, project, manifest)
 }

@@ -205,8 +205,7 @@ pub async fn status(
     opts: &MigrateOptions,
 ) -> Result<MigrationStatus, MigrateError> {
     // The folder and the table name are checked before connecting: their errors need no server.
-    let table = HistoryTable::new(&opts.history_table, db.backend())?;
-    let files = dir.map(discover).transpose()?;
+    let (table, files) = status_inputs(db, dir, opts)?;
     let mut conn = db.acquire().await?;
     status_of(&mut conn, db, table, files).await
 }
@@ -220,9 +219,18 @@ pub async fn status_on(
     dir: Option<&Path>,
     opts: &MigrateOptions,
 ) -> Result<MigrationStatus, MigrateError> {
-    let table = HistoryTable::new(&opts.history_table, db.backend())?;
-    let files = dir.map(discover).transpose()?;
+    let (table, files) = status_inputs(db, dir, opts)?;
     status_of(conn, db, table, files).await
+}
+
+/// The history table's name checked and the migration folder read.
+fn status_inputs(
+    db: &Database,
+    dir: Option<&Path>,
+    opts: &MigrateOptions,
+) -> Result<(HistoryTable, Option<Discovered>), MigrateError> {
+    let table = HistoryTable::new(&opts.history_table, db.backend())?;
+    Ok((table, dir.map(discover).transpose()?))
 }
 
 async fn status_of(
