@@ -666,6 +666,39 @@ mod tests {
     }
 
     #[test]
+    fn embedded_history_commits_without_waiting_for_the_disk_and_in_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&crate::config::LoadOptions {
+            dotenv_dir: Some(dir.path().to_path_buf()),
+            data_dir: dir.path().join(".flowhost"),
+            ..Default::default()
+        })
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let history = RunHistory::open(&config, Duration::from_secs(86_400))
+                .await
+                .unwrap();
+            let mut conn = history.conn().await.unwrap();
+            // 1 is NORMAL (SQLite's default, FULL, is 2); WAL is what makes NORMAL safe.
+            let sync: i64 = conn
+                .host_scalar(&history.db, "PRAGMA synchronous", &[])
+                .await
+                .unwrap();
+            let mode: String = conn
+                .host_scalar(&history.db, "PRAGMA journal_mode", &[])
+                .await
+                .unwrap();
+            drop(conn);
+            history.close().await;
+            assert_eq!((sync, mode.as_str()), (1, "wal"));
+        });
+    }
+
+    #[test]
     fn stamps_sort_as_text_in_time_order() {
         let early = chrono::DateTime::parse_from_rfc3339("2026-12-07T09:59:59.999Z").unwrap();
         let late = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z").unwrap();
