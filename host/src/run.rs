@@ -314,11 +314,18 @@ impl Host {
         };
         let mut applied = Vec::new();
         cell.get_or_try_init(|| async {
-            // One connection answers the ping and the migration check: a second `acquire`
-            // right after the first connection's drop would dial again, because a dropped
-            // connection goes back to the pool on a task of its own.
+            // A connection dialled for this check has just passed the server's startup and
+            // authentication: that is the answer, and a `SELECT 1` would only add a round
+            // trip. One that sat idle in the pool (another grant's, under `serve`) may have
+            // been dropped by the server since, so it is pinged.
+            let idle_before = database.pool_status().idle;
+            // The same connection answers the migration check: a second `acquire` right after
+            // the first connection's drop would dial again, because a dropped connection goes
+            // back to the pool on a task of its own.
             let mut conn = database.acquire().await?;
-            conn.run_raw(&database, "SELECT 1").await?;
+            if idle_before > 0 {
+                conn.run_raw(&database, "SELECT 1").await?;
+            }
             let Some(dir) = &grant.migrations else {
                 conn.release().await;
                 return Ok(());

@@ -289,3 +289,57 @@ fn a_pooled_sqlite_connection_reads_a_table_changed_between_runs() {
         host.shutdown().await;
     });
 }
+
+/// A PostgreSQL read without parameters starts without being described first (no column-origin
+/// lookup): its columns are the same whether it returns rows or none, the same as a read with a
+/// parameter reports, its rows are all there (the first is taken to learn the columns), and a
+/// mistake in it is still the server's error.
+#[test]
+fn a_parameterless_postgresql_read_reports_its_columns_with_or_without_rows() {
+    let db = PgDatabase::create();
+    db.exec("CREATE TABLE t (id BIGINT, note TEXT, born DATE)");
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!("DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n", db.url()),
+    );
+    let select = "SELECT id, note, born FROM t ORDER BY id";
+    let out = project.run_probe(
+        &[("lab", "read-write")],
+        json!([
+            { "op": "query", "db": "lab", "sql": select },
+            { "op": "execute", "db": "lab", "sql": "INSERT INTO t SELECT g, 'n' || g, DATE '2026-12-07' FROM generate_series(1, 3) g" },
+            { "op": "query", "db": "lab", "sql": select },
+            { "op": "query", "db": "lab", "sql": "SELECT id, note, born FROM t WHERE id >= :min ORDER BY id", "params": { "min": { "t": "int", "v": 0 } } },
+            { "op": "cursor", "db": "lab", "sql": select, "batch": 2 },
+            { "op": "query", "db": "lab", "sql": "SELECT nope FROM t" },
+        ]),
+    );
+    let results = probe_results(&out);
+    let expected_columns = json!([
+        { "name": "id", "type": "INT8" },
+        { "name": "note", "type": "TEXT" },
+        { "name": "born", "type": "DATE" },
+    ]);
+    assert_eq!(results[0]["ok"]["columns"], expected_columns, "{results:?}");
+    assert_eq!(results[0]["ok"]["rows"], json!([]), "{results:?}");
+    assert_eq!(results[2]["ok"]["columns"], expected_columns, "{results:?}");
+    assert_eq!(
+        results[2]["ok"]["rows"], results[3]["ok"]["rows"],
+        "{results:?}"
+    );
+    let ids: Vec<&Value> = results[2]["ok"]["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{results:?}"))
+        .iter()
+        .map(|row| &row[0]["v"])
+        .collect();
+    assert_eq!(ids, [&json!(1), &json!(2), &json!(3)], "{results:?}");
+    assert_eq!(results[4]["ok"]["rows"], 3, "{results:?}");
+    let error = &results[5]["error"];
+    assert_eq!(error["code"], "42703", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("nope"),
+        "{error}"
+    );
+}

@@ -24,6 +24,7 @@ use super::temporal;
 use super::{Database, DbError, RowStream, Statement};
 use crate::bindings::types::{Column, Value};
 use crate::config::{DatabaseTarget, PoolSettings};
+use crate::sql::Placeholders;
 
 /// Builds the pool; connections open lazily on first acquire.
 pub fn pool(
@@ -108,15 +109,7 @@ pub(super) async fn bind(
         Some(Either::Left(types)) => types.to_vec(),
         _ => Vec::new(),
     };
-    let columns = prepared
-        .columns()
-        .iter()
-        .map(|c| Column {
-            name: c.name().to_owned(),
-            type_name: c.type_info().name().to_owned(),
-        })
-        .collect();
-    Ok((types, columns))
+    Ok((types, columns_of(prepared.columns())))
 }
 
 pub(super) fn arguments(
@@ -145,6 +138,82 @@ pub(super) fn arguments(
     Ok(args)
 }
 
+/// Rows as sqlx reads them off the wire.
+pub(super) type PgRows<'c> =
+    futures_util::stream::BoxStream<'c, Result<sqlx::postgres::PgRow, sqlx::Error>>;
+
+/// Starts `stmt` with `values` bound by the types the server inferred; returns its columns and
+/// its rows as they arrive.
+///
+/// A statement without parameters is not described on its own first. `PgConnection::prepare`
+/// (what [`bind`] needs, to learn the parameters' types) also looks up in `pg_attribute` where
+/// each result column comes from, a query of its own for every table a connection reads for
+/// the first time: three extra round trips, one of them on a cold catalog, before an rpa1
+/// run's first rows. Run directly, sqlx prepares the statement without that lookup and caches
+/// it; the columns come with the first row, or, for an empty result, from that cache.
+pub(super) async fn start<'c>(
+    conn: &'c mut PgConnection,
+    db: &Database,
+    stmt: &Statement,
+    values: &[&Value],
+) -> Result<(Vec<Column>, PgRows<'c>), DbError> {
+    use futures_util::StreamExt;
+    let takes_parameters = !matches!(
+        stmt.placeholders,
+        Placeholders::None | Placeholders::Positional(0)
+    );
+    if takes_parameters || !values.is_empty() {
+        let (types, columns) = bind(conn, db, stmt).await?;
+        let args = arguments(db, &types, values)?;
+        let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), args).fetch(conn);
+        return Ok((columns, rows));
+    }
+    // Borrowing `conn` for the rows and, when there are none, again afterwards is sound but
+    // beyond today's borrow checker (a borrow returned on one branch only), hence the pointer.
+    let conn = ExclusiveConn(conn);
+    // SAFETY: the pointer came from a `&'c mut` that is not used again; `rows` is the only
+    // reference made from it until it is dropped below.
+    let mut rows = sqlx::query(AssertSqlSafe(stmt.sql.clone())).fetch(unsafe { &mut *conn.0 });
+    match rows.next().await {
+        Some(Ok(first)) => {
+            let columns = columns_of(first.columns());
+            let rows = futures_util::stream::once(async { Ok(first) }).chain(rows);
+            Ok((columns, Box::pin(rows)))
+        }
+        Some(Err(e)) => Err(db.error(e)),
+        None => {
+            drop(rows);
+            // SAFETY: `rows`, the only reference made from the pointer, is gone.
+            let conn = unsafe { &mut *conn.0 };
+            // The statement has just run: this finds it in the connection's cache.
+            let prepared = conn
+                .prepare(AssertSqlSafe(stmt.sql.clone()).into_sql_str())
+                .await
+                .map_err(|e| db.error(e))?;
+            Ok((
+                columns_of(prepared.columns()),
+                Box::pin(futures_util::stream::empty()),
+            ))
+        }
+    }
+}
+
+/// A connection borrowed exclusively for `'c`, as a pointer (see [`start`]).
+struct ExclusiveConn(*mut PgConnection);
+
+// SAFETY: it stands for a `&mut PgConnection`, which is `Send` because `PgConnection` is.
+unsafe impl Send for ExclusiveConn {}
+
+fn columns_of(columns: &[sqlx::postgres::PgColumn]) -> Vec<Column> {
+    columns
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            type_name: c.type_info().name().to_owned(),
+        })
+        .collect()
+}
+
 /// Prepares, binds and starts `stmt`; rows are decoded as they arrive.
 pub async fn open_stream<'c>(
     conn: &'c mut PgConnection,
@@ -152,26 +221,22 @@ pub async fn open_stream<'c>(
     stmt: &Statement,
     values: &[&Value],
 ) -> Result<(Vec<Column>, RowStream<'c>), DbError> {
-    let (types, columns) = bind(conn, db, stmt).await?;
-    let args = arguments(db, &types, values)?;
-    let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), args)
-        .fetch(conn)
-        .map_err(|e| db.error(e))
-        .and_then({
-            // Every row of a result has the same column types: resolve each column's base type
-            // (through domains) once, not once per value.
-            let mut types: Vec<PgTypeInfo> = Vec::new();
-            move |row| {
-                if types.is_empty() {
-                    types = row
-                        .columns()
-                        .iter()
-                        .map(|c| base_type(c.type_info()).clone())
-                        .collect();
-                }
-                std::future::ready(decode_row(db, &row, &types))
+    let (columns, rows) = start(conn, db, stmt, values).await?;
+    let rows = rows.map_err(|e| db.error(e)).and_then({
+        // Every row of a result has the same column types: resolve each column's base type
+        // (through domains) once, not once per value.
+        let mut types: Vec<PgTypeInfo> = Vec::new();
+        move |row| {
+            if types.is_empty() {
+                types = row
+                    .columns()
+                    .iter()
+                    .map(|c| base_type(c.type_info()).clone())
+                    .collect();
             }
-        });
+            std::future::ready(decode_row(db, &row, &types))
+        }
+    });
     Ok((columns, Box::pin(rows)))
 }
 

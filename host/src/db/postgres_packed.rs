@@ -2,12 +2,12 @@
 //! why): the common types are written as they arrive, every other through the decoded path.
 
 use sqlx::postgres::{PgConnection, PgTypeInfo, PgValueRef};
-use sqlx::{AssertSqlSafe, Column as _, Row, ValueRef};
+use sqlx::{Column as _, Row, ValueRef};
 
 use super::packed_rows::{PackedRows, PackedStream, append_row};
 use super::postgres::{
-    BOOL, BPCHAR, FLOAT8, INT2, INT4, INT8, JSON, JSONB, NAME, TEXT, UNKNOWN, VARCHAR, XML,
-    arguments, base_type, bind, decode_value,
+    BOOL, BPCHAR, FLOAT8, INT2, INT4, INT8, JSON, JSONB, NAME, PgRows, TEXT, UNKNOWN, VARCHAR, XML,
+    base_type, decode_value, start,
 };
 use super::session::value_bytes;
 use super::{Database, DbError, Statement};
@@ -22,9 +22,7 @@ pub(super) async fn open_packed<'c>(
     stmt: &Statement,
     values: &[&Value],
 ) -> Result<(Vec<Column>, PackedStream<'c>), DbError> {
-    let (types, columns) = bind(conn, db, stmt).await?;
-    let args = arguments(db, &types, values)?;
-    let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), args).fetch(conn);
+    let (columns, rows) = start(conn, db, stmt, values).await?;
     let packing = PackingRows {
         rows,
         db,
@@ -35,7 +33,7 @@ pub(super) async fn open_packed<'c>(
 
 /// A result whose rows are packed as they arrive.
 struct PackingRows<'c> {
-    rows: futures_util::stream::BoxStream<'c, Result<sqlx::postgres::PgRow, sqlx::Error>>,
+    rows: PgRows<'c>,
     db: &'c Database,
     /// Each column's base type, resolved from the first row (see `open_stream`).
     types: Vec<PgTypeInfo>,

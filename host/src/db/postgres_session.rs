@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, Executor, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row};
 
 use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
@@ -17,7 +17,7 @@ use super::{
     ServerSession, Statement, sqlx_common,
 };
 use crate::bindings::types::{Column, Value};
-use crate::sql::postgres::{CallKind, FUNCTION_VOLATILITY_SQL, FunctionName, function_allowed};
+use crate::sql::postgres::{CallKind, FunctionName, function_allowed, function_volatility_sql};
 
 /// Starts a guest session: one round trip that sets the statement timeout, asks the server to
 /// notice a vanished client within a second (so a killed host does not leave statements
@@ -195,20 +195,21 @@ pub async fn check_functions(
     if unknown.is_empty() {
         return Ok(user_code);
     }
-    let names_of = |kind: CallKind| -> Vec<String> {
-        unknown
+    let kinds: Vec<CallKind> = CallKind::ALL
+        .into_iter()
+        .filter(|kind| unknown.iter().any(|f| f.kind == *kind))
+        .collect();
+    let sql = function_volatility_sql(&kinds);
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for kind in &kinds {
+        let names: Vec<String> = unknown
             .iter()
-            .filter(|f| f.kind == kind)
+            .filter(|f| f.kind == *kind)
             .map(|f| f.name.clone())
-            .collect()
-    };
-    let rows = sqlx::query(FUNCTION_VOLATILITY_SQL)
-        .bind(names_of(CallKind::Function))
-        .bind(names_of(CallKind::Operator))
-        .bind(names_of(CallKind::Cast))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| db.error(e))?;
+            .collect();
+        query = query.bind(names);
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(|e| db.error(e))?;
     let candidates: Vec<(String, String, String, String)> = rows
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
@@ -440,5 +441,69 @@ impl DriverConn for PoolConnection<Postgres> {
 
     fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
         sqlx_common::release(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subset of kinds reads the catalog of a real server, and each kind's rows are the
+    /// candidates it names: what `check_functions` decides from.
+    #[tokio::test]
+    async fn the_volatility_query_runs_for_every_subset_of_kinds() {
+        let mut conn = PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .expect("these tests need PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth)");
+        let names = |kind: CallKind| -> Vec<String> {
+            vec![
+                match kind {
+                    CallKind::Function => "nextval",
+                    CallKind::Operator => "||",
+                    CallKind::Cast => "regclass",
+                }
+                .to_owned(),
+            ]
+        };
+        for mask in 1..8u8 {
+            let kinds: Vec<CallKind> = CallKind::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, kind)| kind)
+                .collect();
+            let mut query = sqlx::query(AssertSqlSafe(function_volatility_sql(&kinds)));
+            for kind in &kinds {
+                query = query.bind(names(*kind));
+            }
+            let rows = query.fetch_all(&mut conn).await.unwrap();
+            for kind in &kinds {
+                let of_kind: Vec<(String, String, String)> = rows
+                    .iter()
+                    .filter(|r| r.get::<String, _>(0) == kind.tag())
+                    .map(|r| (r.get(1), r.get(2), r.get(3)))
+                    .collect();
+                assert!(!of_kind.is_empty(), "{kinds:?}: no {kind:?} rows");
+                for (schema, name, volatility) in &of_kind {
+                    assert_eq!(schema, "pg_catalog", "{kind:?}");
+                    assert_eq!(name, &names(*kind)[0], "{kind:?}");
+                    assert!(
+                        matches!(volatility.as_str(), "i" | "s" | "v"),
+                        "{volatility}"
+                    );
+                }
+            }
+            // nextval is VOLATILE: the function branch reports what refuses it.
+            if kinds.contains(&CallKind::Function) {
+                assert!(
+                    rows.iter()
+                        .any(|r| r.get::<String, _>(0) == "f" && r.get::<String, _>(3) == "v")
+                );
+            }
+            let unasked = CallKind::ALL.iter().filter(|k| !kinds.contains(k));
+            for kind in unasked {
+                assert!(rows.iter().all(|r| r.get::<String, _>(0) != kind.tag()));
+            }
+        }
     }
 }

@@ -385,3 +385,30 @@ fn a_volatile_operator_or_cast_is_refused_but_not_by_a_function_name_it_shares()
     let named_like_denied = FunctionName::new(CallKind::Cast, &["pg_read_file"]).unwrap();
     assert!(function_allowed(&named_like_denied, &['i']));
 }
+
+#[test]
+fn the_volatility_query_asks_only_for_the_kinds_a_statement_calls() {
+    let operators = function_volatility_sql(&[CallKind::Operator]);
+    assert!(operators.contains("pg_operator") && operators.contains("ANY($1)"));
+    assert!(
+        !operators.contains("pg_cast") && !operators.contains("UNION"),
+        "{operators}"
+    );
+
+    let all = function_volatility_sql(&CallKind::ALL);
+    let branches: Vec<&str> = all.split(" UNION ALL ").collect();
+    assert_eq!(branches.len(), 3, "{all}");
+    for (branch, (tag, param)) in branches
+        .iter()
+        .zip([("'f'", "$1"), ("'o'", "$2"), ("'c'", "$3")])
+    {
+        assert!(branch.starts_with(&format!("SELECT {tag}")), "{branch}");
+        assert!(branch.contains(&format!("ANY({param})")), "{branch}");
+    }
+
+    let casts_after_functions = function_volatility_sql(&[CallKind::Function, CallKind::Cast]);
+    assert!(
+        casts_after_functions.contains("t.typname = ANY($2)"),
+        "{casts_after_functions}"
+    );
+}
