@@ -54,3 +54,58 @@ fn a_batch_insert_travels_as_few_statements_and_keeps_one_statement_semantics() 
         vec![Some("3".into())]
     );
 }
+
+/// A packed batch (`execute_batch` of serde structs, through the SDK) is encoded for its one
+/// statement of arrays straight from the guest's bytes; a column whose type has no array path
+/// (here a domain) makes the same batch go as multi-row INSERTs instead. Both write every row
+/// with its values, in as few statements as that path takes.
+#[test]
+fn a_packed_batch_goes_as_arrays_or_as_multi_row_inserts_and_writes_every_value() {
+    let db = PgDatabase::create();
+    db.exec(
+        "CREATE DOMAIN short_note AS text CHECK (length(VALUE) < 20);
+         CREATE TABLE plain (id bigint PRIMARY KEY, note text, score float8);
+         CREATE TABLE domained (id bigint PRIMARY KEY, note short_note, score float8);
+         CREATE TABLE statements (t text, n int);
+         INSERT INTO statements VALUES ('plain', 0), ('domained', 0);
+         CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN UPDATE statements SET n = n + 1 WHERE t = TG_TABLE_NAME; RETURN NULL; END $$;
+         CREATE TRIGGER plain_statements AFTER INSERT ON plain
+           FOR EACH STATEMENT EXECUTE FUNCTION bump();
+         CREATE TRIGGER domained_statements AFTER INSERT ON domained
+           FOR EACH STATEMENT EXECUTE FUNCTION bump();",
+    );
+    let project = Project::new();
+    project.write(
+        ".env",
+        &format!("DEVELOPMENT_GLOBAL_LAB_CONNECTION_STRING={}\n", db.url()),
+    );
+    // Placeholders in another order than the struct's fields: each is bound by name.
+    let insert =
+        |table: &str| format!("INSERT INTO {table} (score, id, note) VALUES (:score, :id, :note)");
+    let results = probe_results(&project.run_probe(
+        &[("lab", "read-write")],
+        json!([
+            { "op": "insert_generated", "db": "lab", "sql": insert("plain"), "rows": 2500 },
+            { "op": "insert_generated", "db": "lab", "sql": insert("domained"), "rows": 2500 },
+        ]),
+    ));
+    assert_eq!(results[0]["ok"]["affected"], 2500, "{results:?}");
+    assert_eq!(results[1]["ok"]["affected"], 2500, "{results:?}");
+    for table in ["plain", "domained"] {
+        assert_eq!(db.count(table), 2500, "{table}");
+        assert_eq!(
+            db.column(&format!(
+                "SELECT concat_ws('|', sum(id), min(note), max(note), round(sum(score)::numeric, 6)) FROM {table}"
+            )),
+            // Notes are "row {id}"; scores id / 7.
+            vec![Some("3123750|row 0|row 999|446250.000000".into())],
+            "{table}"
+        );
+    }
+    // Arrays: one statement. Multi-row INSERTs: 1,000 rows each.
+    assert_eq!(
+        db.column("SELECT t || ' ' || n FROM statements ORDER BY t"),
+        vec![Some("domained 3".into()), Some("plain 1".into())]
+    );
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::packed_rows::{PackedStream, PackedValues};
-use super::{Conn, Database, DbError, Pool, RowStream, ServerSession, Statement};
+use super::{BatchRows, Conn, Database, DbError, Pool, RowStream, ServerSession, Statement};
 use crate::bindings::types::{Column, Value};
 use crate::sql::postgres::FunctionName;
 
@@ -101,6 +101,18 @@ pub trait DriverConn: Send + Debug {
         _db: &'a Database,
         _stmt: &'a Statement,
         _rows: &'a [Vec<&'a Value>],
+    ) -> BoxFuture<'a, Option<Result<u64, DbError>>> {
+        Box::pin(async { None })
+    }
+
+    /// [`bulk_insert`](Self::bulk_insert) for rows read where they are (a packed batch), without
+    /// making a `Value` of each. `None`: this backend has no such path, or the statement or
+    /// values do not suit it; nothing was written.
+    fn bulk_insert_in_place<'a>(
+        &'a mut self,
+        _db: &'a Database,
+        _stmt: &'a Statement,
+        _rows: &'a dyn BatchRows,
     ) -> BoxFuture<'a, Option<Result<u64, DbError>>> {
         Box::pin(async { None })
     }

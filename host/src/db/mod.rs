@@ -27,6 +27,7 @@ pub mod sqlserver_types;
 mod sqlx_common;
 mod statement;
 pub mod temporal;
+mod value_ref;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,8 @@ pub use error::{DbError, Redactor};
 pub use host_sql::{FromValue, HostRow, text_value, timestamp_value};
 pub use packed_rows::{PackedRows, PackedStream};
 pub use session::{CursorStream, Route, Session, SessionLimits, SharedSession};
-pub use statement::{Statement, bind_order, bind_rows_by_name};
+pub use statement::{Statement, bind_order};
+pub use value_ref::{BatchRows, ValueRef};
 
 use crate::bindings::types::{Column, Value};
 use crate::config::{Config, DatabaseConfig, DatabaseTarget};
@@ -561,6 +563,19 @@ impl Conn {
     ) -> Option<Result<u64, DbError>> {
         let started = Instant::now();
         let result = self.0.bulk_insert(db, stmt, rows).await?;
+        db.statement_done(crate::metrics::Operation::Batch, stmt, started, &result);
+        Some(self.evict_if_broken(result))
+    }
+
+    /// [`Conn::bulk_insert`] for rows read in place (see [`DriverConn::bulk_insert_in_place`]).
+    pub async fn bulk_insert_in_place(
+        &mut self,
+        db: &Database,
+        stmt: &Statement,
+        rows: &dyn BatchRows,
+    ) -> Option<Result<u64, DbError>> {
+        let started = Instant::now();
+        let result = self.0.bulk_insert_in_place(db, stmt, rows).await?;
         db.statement_done(crate::metrics::Operation::Batch, stmt, started, &result);
         Some(self.evict_if_broken(result))
     }

@@ -15,13 +15,13 @@ use sqlx::postgres::{
 };
 use sqlx::{
     Arguments, AssertSqlSafe, Column as _, Either, Encode, Executor, PgConnection, Row, SqlSafeStr,
-    Statement as _, Type, TypeInfo, ValueRef, encode::IsNull, error::BoxDynError,
+    Statement as _, Type, TypeInfo, ValueRef as _, encode::IsNull, error::BoxDynError,
     postgres::types::Oid,
 };
 
 use super::numeric::{self, shorten};
 use super::temporal;
-use super::{Database, DbError, RowStream, Statement};
+use super::{Database, DbError, RowStream, Statement, ValueRef};
 use crate::bindings::types::{Column, Value};
 use crate::config::{DatabaseTarget, PoolSettings};
 use crate::sql::Placeholders;
@@ -425,26 +425,26 @@ impl Encode<'_, Postgres> for PgParam<'_> {
         if matches!(self.value, Value::Null) {
             return Ok(IsNull::Yes);
         }
-        encode_as(self.value, base_type(&self.target), buf)?;
+        encode_as(self.value.into(), base_type(&self.target), buf)?;
         Ok(IsNull::No)
     }
 }
 
-fn describe(value: &Value) -> String {
+fn describe(value: ValueRef<'_>) -> String {
     let (case, payload) = match value {
-        Value::Null => ("null", String::new()),
-        Value::Boolean(b) => ("boolean", b.to_string()),
-        Value::Int(i) => ("int", i.to_string()),
-        Value::Float(f) => ("float", f.to_string()),
-        Value::Decimal(s) => ("decimal", s.clone()),
-        Value::Text(s) => ("text", s.clone()),
-        Value::Bytes(b) => ("bytes", format!("{} bytes", b.len())),
-        Value::Uuid(s) => ("uuid", s.clone()),
-        Value::Date(s) => ("date", s.clone()),
-        Value::Time(s) => ("time", s.clone()),
-        Value::Timestamp(s) => ("timestamp", s.clone()),
-        Value::TimestampTz(s) => ("timestamp-tz", s.clone()),
-        Value::Json(s) => ("json", s.clone()),
+        ValueRef::Null => ("null", String::new()),
+        ValueRef::Boolean(b) => ("boolean", b.to_string()),
+        ValueRef::Int(i) => ("int", i.to_string()),
+        ValueRef::Float(f) => ("float", f.to_string()),
+        ValueRef::Decimal(s) => ("decimal", s.to_owned()),
+        ValueRef::Text(s) => ("text", s.to_owned()),
+        ValueRef::Bytes(b) => ("bytes", format!("{} bytes", b.len())),
+        ValueRef::Uuid(s) => ("uuid", s.to_owned()),
+        ValueRef::Date(s) => ("date", s.to_owned()),
+        ValueRef::Time(s) => ("time", s.to_owned()),
+        ValueRef::Timestamp(s) => ("timestamp", s.to_owned()),
+        ValueRef::TimestampTz(s) => ("timestamp-tz", s.to_owned()),
+        ValueRef::Json(s) => ("json", s.to_owned()),
     };
     format!("{case} '{}'", shorten(&payload))
 }
@@ -452,45 +452,45 @@ fn describe(value: &Value) -> String {
 /// Writes `value` in the binary format of `target`.
 /// `value` in the binary format of `target` (a domain as its base type), never NULL.
 pub(super) fn encode_param(
-    value: &Value,
+    value: ValueRef<'_>,
     target: &PgTypeInfo,
     buf: &mut Vec<u8>,
 ) -> Result<(), String> {
     encode_as(value, base_type(target), buf)
 }
 
-fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<(), String> {
+fn encode_as(value: ValueRef<'_>, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<(), String> {
     let cannot = || format!("cannot convert {} to {}", describe(value), target.name());
     // Borrowed where the value is text already: a batch encodes a column of these per row.
     let as_text = || -> Option<Cow<'_, str>> {
         Some(match value {
-            Value::Text(s)
-            | Value::Decimal(s)
-            | Value::Uuid(s)
-            | Value::Date(s)
-            | Value::Time(s)
-            | Value::Timestamp(s)
-            | Value::TimestampTz(s)
-            | Value::Json(s) => Cow::Borrowed(s.as_str()),
-            Value::Int(i) => Cow::Owned(i.to_string()),
-            Value::Float(f) => Cow::Owned(f.to_string()),
-            Value::Boolean(b) => Cow::Owned(b.to_string()),
-            Value::Null | Value::Bytes(_) => return None,
+            ValueRef::Text(s)
+            | ValueRef::Decimal(s)
+            | ValueRef::Uuid(s)
+            | ValueRef::Date(s)
+            | ValueRef::Time(s)
+            | ValueRef::Timestamp(s)
+            | ValueRef::TimestampTz(s)
+            | ValueRef::Json(s) => Cow::Borrowed(s),
+            ValueRef::Int(i) => Cow::Owned(i.to_string()),
+            ValueRef::Float(f) => Cow::Owned(f.to_string()),
+            ValueRef::Boolean(b) => Cow::Owned(b.to_string()),
+            ValueRef::Null | ValueRef::Bytes(_) => return None,
         })
     };
     let as_i64 = || -> Result<i64, String> {
         match value {
-            Value::Int(i) => Ok(*i),
-            Value::Float(f) if f.fract() == 0.0 && f.is_finite() => Ok(*f as i64),
-            Value::Text(s) | Value::Decimal(s) => s.trim().parse().map_err(|_| cannot()),
+            ValueRef::Int(i) => Ok(i),
+            ValueRef::Float(f) if f.fract() == 0.0 && f.is_finite() => Ok(f as i64),
+            ValueRef::Text(s) | ValueRef::Decimal(s) => s.trim().parse().map_err(|_| cannot()),
             _ => Err(cannot()),
         }
     };
     let as_f64 = || -> Result<f64, String> {
         match value {
-            Value::Int(i) => Ok(*i as f64),
-            Value::Float(f) => Ok(*f),
-            Value::Text(s) | Value::Decimal(s) => s.trim().parse().map_err(|_| cannot()),
+            ValueRef::Int(i) => Ok(i as f64),
+            ValueRef::Float(f) => Ok(f),
+            ValueRef::Text(s) | ValueRef::Decimal(s) => s.trim().parse().map_err(|_| cannot()),
             _ => Err(cannot()),
         }
     };
@@ -498,10 +498,10 @@ fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<()
     match target.oid().map(|o| o.0).unwrap_or(0) {
         BOOL => {
             let b = match value {
-                Value::Boolean(b) => *b,
-                Value::Int(0) => false,
-                Value::Int(1) => true,
-                Value::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+                ValueRef::Boolean(b) => b,
+                ValueRef::Int(0) => false,
+                ValueRef::Int(1) => true,
+                ValueRef::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
                     "t" | "true" | "yes" | "y" | "on" | "1" => true,
                     "f" | "false" | "no" | "n" | "off" | "0" => false,
                     _ => return Err(cannot()),
@@ -529,27 +529,27 @@ fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<()
         FLOAT4 => buf.extend((as_f64()? as f32).to_be_bytes()),
         FLOAT8 => buf.extend(as_f64()?.to_be_bytes()),
         NUMERIC => match value {
-            Value::Float(f) if !f.is_finite() => numeric::encode(
+            ValueRef::Float(f) if !f.is_finite() => numeric::encode(
                 if f.is_nan() {
                     "NaN"
-                } else if *f > 0.0 {
+                } else if f > 0.0 {
                     "Infinity"
                 } else {
                     "-Infinity"
                 },
                 buf,
             )?,
-            Value::Boolean(_) | Value::Bytes(_) => return Err(cannot()),
+            ValueRef::Boolean(_) | ValueRef::Bytes(_) => return Err(cannot()),
             _ => numeric::encode(&as_text().ok_or_else(cannot)?, buf)
                 .map_err(|e| format!("{e} (for {})", target.name()))?,
         },
         BYTEA => match value {
-            Value::Bytes(b) => buf.extend_from_slice(b),
+            ValueRef::Bytes(b) => buf.extend_from_slice(b),
             _ => return Err(cannot()),
         },
         UUID => {
             let text = match value {
-                Value::Uuid(s) | Value::Text(s) => s,
+                ValueRef::Uuid(s) | ValueRef::Text(s) => s,
                 _ => return Err(cannot()),
             };
             let uuid = uuid::Uuid::parse_str(text.trim()).map_err(|_| cannot())?;
@@ -597,11 +597,12 @@ fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<()
         }
         JSON | JSONB => {
             let text = match value {
-                Value::Json(s) | Value::Text(s) => Cow::Borrowed(s.as_str()),
+                ValueRef::Json(s) | ValueRef::Text(s) => Cow::Borrowed(s),
                 // Scalars bound to a JSON column become JSON scalars.
-                Value::Int(_) | Value::Float(_) | Value::Boolean(_) | Value::Decimal(_) => {
-                    as_text().ok_or_else(cannot)?
-                }
+                ValueRef::Int(_)
+                | ValueRef::Float(_)
+                | ValueRef::Boolean(_)
+                | ValueRef::Decimal(_) => as_text().ok_or_else(cannot)?,
                 _ => return Err(cannot()),
             };
             if target.oid().map(|o| o.0) == Some(JSONB) {
@@ -624,13 +625,13 @@ fn encode_as(value: &Value, target: &PgTypeInfo, buf: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
-fn temporal_text(value: &Value) -> Option<&str> {
+fn temporal_text(value: ValueRef<'_>) -> Option<&str> {
     match value {
-        Value::Date(s)
-        | Value::Time(s)
-        | Value::Timestamp(s)
-        | Value::TimestampTz(s)
-        | Value::Text(s) => Some(s),
+        ValueRef::Date(s)
+        | ValueRef::Time(s)
+        | ValueRef::Timestamp(s)
+        | ValueRef::TimestampTz(s)
+        | ValueRef::Text(s) => Some(s),
         _ => None,
     }
 }

@@ -19,8 +19,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgTypeInfo, Po
 use sqlx::{Arguments, AssertSqlSafe, Encode, Type};
 
 use super::postgres::{bind, encode_param};
-use super::{Database, DbError, Statement};
-use crate::bindings::types::Value;
+use super::{BatchRows, Database, DbError, Statement, ValueRef};
 use crate::sql::Backend;
 use crate::sql::values::ValuesTemplate;
 
@@ -57,7 +56,7 @@ pub async fn insert_as_arrays(
     conn: &mut PgConnection,
     db: &Database,
     stmt: &Statement,
-    rows: &[Vec<&Value>],
+    rows: &dyn BatchRows,
 ) -> Option<Result<u64, DbError>> {
     let template = ValuesTemplate::parse(&stmt.sql, Backend::Postgres)?;
     let (head, columns, tail) = template.plain_row()?;
@@ -78,7 +77,8 @@ pub async fn insert_as_arrays(
     let mut args = PgArguments::default();
     for (column, ((_, array, _), element)) in arrays.iter().zip(&types).enumerate() {
         let param = ArrayParam {
-            values: rows.iter().map(|row| row[column]).collect(),
+            rows,
+            column,
             element: element.clone(),
             array: *array,
         };
@@ -96,9 +96,11 @@ pub async fn insert_as_arrays(
     )
 }
 
-/// One column's values as a one-dimensional PostgreSQL array in the binary format.
+/// One column's values as a one-dimensional PostgreSQL array in the binary format, read from
+/// the rows where they are (a packed batch is never copied into `Value`s on this path).
 struct ArrayParam<'a> {
-    values: Vec<&'a Value>,
+    rows: &'a dyn BatchRows,
+    column: usize,
     element: PgTypeInfo,
     array: u32,
 }
@@ -116,16 +118,17 @@ impl Encode<'_, Postgres> for ArrayParam<'_> {
     }
 
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        let has_null = self.values.iter().any(|v| matches!(v, Value::Null));
+        let values = (0..self.rows.count()).map(|row| self.rows.value(row, self.column));
+        let has_null = values.clone().any(ValueRef::is_null);
         let element_oid = self.element.oid().map_or(0, |o| o.0);
-        let len = i32::try_from(self.values.len())?;
+        let len = i32::try_from(self.rows.count())?;
         buf.extend_from_slice(&1_i32.to_be_bytes()); // dimensions
         buf.extend_from_slice(&i32::from(has_null).to_be_bytes());
         buf.extend_from_slice(&element_oid.to_be_bytes());
         buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(&1_i32.to_be_bytes()); // lower bound
-        for value in &self.values {
-            if matches!(value, Value::Null) {
+        for value in values {
+            if value.is_null() {
                 buf.extend_from_slice(&(-1_i32).to_be_bytes());
                 continue;
             }

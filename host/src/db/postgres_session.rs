@@ -12,9 +12,10 @@ use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPoolOptions, Postgres};
 
+use super::value_ref::OrderedRows;
 use super::{
-    Conn, Database, DbError, DriverConn, DriverPool, PackedStream, PgSession, Pool, RowStream,
-    ServerSession, Statement, sqlx_common,
+    BatchRows, Conn, Database, DbError, DriverConn, DriverPool, PackedStream, PgSession, Pool,
+    RowStream, ServerSession, Statement, sqlx_common,
 };
 use crate::bindings::types::{Column, Value};
 use crate::sql::postgres::{CallKind, FunctionName, function_allowed, function_volatility_sql};
@@ -392,6 +393,17 @@ impl DriverConn for PoolConnection<Postgres> {
         db: &'a Database,
         stmt: &'a Statement,
         rows: &'a [Vec<&'a Value>],
+    ) -> BoxFuture<'a, Option<Result<u64, DbError>>> {
+        Box::pin(async move {
+            super::postgres_arrays::insert_as_arrays(self, db, stmt, &OrderedRows(rows)).await
+        })
+    }
+
+    fn bulk_insert_in_place<'a>(
+        &'a mut self,
+        db: &'a Database,
+        stmt: &'a Statement,
+        rows: &'a dyn BatchRows,
     ) -> BoxFuture<'a, Option<Result<u64, DbError>>> {
         Box::pin(super::postgres_arrays::insert_as_arrays(
             self, db, stmt, rows,

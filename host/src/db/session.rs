@@ -15,13 +15,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::{
-    Backend, Conn, Database, DbError, RowSet, ServerSession, Statement, bind_order,
-    bind_rows_by_name,
-};
+use super::{Conn, Database, DbError, RowSet, ServerSession, Statement, ValueRef, bind_order};
 use crate::bindings::types::{Params, Value};
 use crate::manifest::Access;
-use crate::sql::{Placeholders, StatementKind, TransactionKind, ValuesTemplate};
+use crate::sql::TransactionKind;
 
 /// A session shared between a guest `connection`, its `transaction` and its open `cursor`.
 pub type SharedSession = Arc<Mutex<Session>>;
@@ -31,6 +28,10 @@ pub type SharedSession = Arc<Mutex<Session>>;
 #[path = "session_cursor.rs"]
 mod cursor;
 pub use cursor::CursorStream;
+// Batches too: their framing (transaction or savepoint, bulk path, row-by-row retry) is the
+// session's.
+#[path = "session_batch.rs"]
+mod batch;
 
 /// What one run's sessions may consume, from the manifest's `[limits]`.
 #[derive(Debug, Clone, Copy)]
@@ -268,7 +269,12 @@ impl Session {
     }
 
     fn check_param_bytes(&self, values: &[&Value]) -> Result<(), DbError> {
-        let bytes: u64 = values.iter().map(|v| value_bytes(v)).sum();
+        self.check_set_bytes(values.iter().map(|v| value_bytes(v)).sum())
+    }
+
+    /// Refuses a parameter set of `bytes` (as [`ValueRef::counted_bytes`] counts them) past
+    /// the manifest's `max-param-mb`.
+    fn check_set_bytes(&self, bytes: u64) -> Result<(), DbError> {
         if bytes > self.limits.max_param_bytes {
             return Err(DbError::invalid(
                 self.name(),
@@ -317,111 +323,6 @@ impl Session {
         self.start_statement();
         let conn = self.conn.as_mut().expect("connected above");
         let result = conn.execute(&db, &stmt, &values).await;
-        self.busy = false;
-        result
-    }
-
-    /// Runs `sql` once per parameter set, all or nothing: in its own transaction, or in a
-    /// savepoint when a transaction is already open (so a failed batch leaves that transaction
-    /// usable and unchanged).
-    pub async fn execute_batch(
-        &mut self,
-        route: Route,
-        sql: &str,
-        sets: &[Params],
-    ) -> Result<u64, DbError> {
-        self.check_route(route)?;
-        let stmt = self.db.guest_statement(sql, self.access)?;
-        let ordered = sets
-            .iter()
-            .enumerate()
-            .map(|(i, params)| {
-                bind_order(&stmt, params, self.name()).map_err(|e| with_set_index(e, i))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.execute_ordered(stmt, ordered).await
-    }
-
-    /// [`execute_batch`](Self::execute_batch) for rows of values in the order of `names`
-    /// (`execute-batch-packed`): the names are matched to the placeholders once.
-    pub async fn execute_batch_rows(
-        &mut self,
-        route: Route,
-        sql: &str,
-        names: &[String],
-        rows: &[Vec<Value>],
-    ) -> Result<u64, DbError> {
-        self.check_route(route)?;
-        let stmt = self.db.guest_statement(sql, self.access)?;
-        let ordered = bind_rows_by_name(&stmt, names, rows, self.name())?;
-        self.execute_ordered(stmt, ordered).await
-    }
-
-    /// Runs `stmt` once per set of `ordered` (values in placeholder order), all or none.
-    async fn execute_ordered(
-        &mut self,
-        stmt: Arc<Statement>,
-        ordered: Vec<Vec<&Value>>,
-    ) -> Result<u64, DbError> {
-        for (i, values) in ordered.iter().enumerate() {
-            self.check_param_bytes(values)
-                .map_err(|e| with_set_index(e, i))?;
-        }
-        if ordered.is_empty() {
-            return Ok(0);
-        }
-        self.check_functions(&stmt).await?;
-        let backend = self.db.backend();
-        let (open, keep, undo) = if self.tx.is_some() {
-            (
-                backend.savepoint_sql(BATCH_SAVEPOINT),
-                backend.release_savepoint_sql(BATCH_SAVEPOINT),
-                backend.undo_to_savepoint_sql(BATCH_SAVEPOINT),
-            )
-        } else {
-            (
-                self.begin_sql().to_owned(),
-                Some(backend.commit_sql().to_owned()),
-                backend.rollback_if_open_sql().to_owned(),
-            )
-        };
-        let db = self.db.clone();
-        let dialect = db.backend();
-        self.conn().await?;
-        self.start_statement();
-        let conn = self.conn.as_mut().expect("connected above");
-        conn.run_raw(&db, &open).await?;
-        // Many rows per statement when the statement allows it; if that fails for any reason
-        // (a constraint, ON CONFLICT touching a row twice), undo and go row by row, which
-        // either succeeds with the per-statement semantics or names the failing set.
-        let template = match ordered.len() {
-            1 => None,
-            _ => ValuesTemplate::parse(&stmt.sql, dialect),
-        };
-        let mut result = match &template {
-            Some(template) => match conn.bulk_insert(&db, &stmt, &ordered).await {
-                Some(written) => written,
-                None => insert_many_rows(conn, &db, template, &ordered).await,
-            },
-            None => execute_each(conn, &db, &stmt, &ordered).await,
-        };
-        if result.is_err() && !conn.is_usable() {
-            // The bulk path broke the connection mid-load; the server rolls its transaction
-            // back when it closes, and the session replaces it.
-            self.busy = false;
-            return result;
-        }
-        if let (Some(_), Err(e)) = (&template, &result) {
-            tracing::debug!(database = %db.name(), error = %e, "multi-row INSERT failed; retrying row by row");
-            conn.run_raw(&db, &undo).await?;
-            conn.run_raw(&db, &open).await?;
-            result = execute_each(conn, &db, &stmt, &ordered).await;
-        }
-        match (&result, &keep) {
-            (Ok(_), Some(keep)) => conn.run_raw(&db, keep).await?,
-            (Ok(_), None) => {}
-            (Err(_), _) => conn.run_raw(&db, &undo).await?,
-        }
         self.busy = false;
         result
     }
@@ -506,60 +407,6 @@ impl Session {
     }
 }
 
-/// The savepoint a batch inside a guest transaction runs under.
-const BATCH_SAVEPOINT: &str = "flowhost_batch";
-
-/// Most rows per multi-row INSERT: large enough that round trips stop mattering, small enough
-/// that one statement stays cheap to parse (SQLAlchemy uses the same).
-const ROWS_PER_INSERT: usize = 1000;
-
-/// Runs `stmt` once per parameter set.
-async fn execute_each(
-    conn: &mut Conn,
-    db: &Database,
-    stmt: &Statement,
-    sets: &[Vec<&Value>],
-) -> Result<u64, DbError> {
-    let mut total = 0;
-    for (i, values) in sets.iter().enumerate() {
-        total += conn
-            .execute(db, stmt, values)
-            .await
-            .map_err(|e| with_set_index(e, i))?;
-    }
-    Ok(total)
-}
-
-/// Inserts every set's row with as few multi-row INSERTs as the backend's parameter limit allows.
-async fn insert_many_rows(
-    conn: &mut Conn,
-    db: &Database,
-    template: &ValuesTemplate,
-    sets: &[Vec<&Value>],
-) -> Result<u64, DbError> {
-    let max_params = match db.backend() {
-        Backend::Postgres => 65_535,
-        Backend::Sqlite => 32_766,
-        // 2,100 per request, two of which are sp_executesql's own statement and declarations.
-        Backend::SqlServer => 2_098,
-    };
-    let per_row = template.params_per_row().max(1);
-    let rows_per_chunk = (max_params / per_row).clamp(1, ROWS_PER_INSERT);
-    let mut total = 0;
-    for chunk in sets.chunks(rows_per_chunk) {
-        let stmt = Statement {
-            sql: template.render(chunk.len(), db.backend()).into(),
-            placeholders: Placeholders::Positional(chunk.len() * template.params_per_row()),
-            kind: StatementKind::Write,
-            functions: Vec::new(),
-            host: false,
-        };
-        let values: Vec<&Value> = chunk.iter().flatten().copied().collect();
-        total += conn.execute(db, &stmt, &values).await?;
-    }
-    Ok(total)
-}
-
 fn with_set_index(err: DbError, index: usize) -> DbError {
     match err {
         DbError::Query {
@@ -597,19 +444,7 @@ fn lost_transaction(database: &str) -> DbError {
 
 /// Approximate bytes a value takes in memory: what the result-size limits count.
 pub fn value_bytes(value: &Value) -> u64 {
-    let payload = match value {
-        Value::Null | Value::Boolean(_) | Value::Int(_) | Value::Float(_) => 0,
-        Value::Bytes(b) => b.len(),
-        Value::Decimal(s)
-        | Value::Text(s)
-        | Value::Uuid(s)
-        | Value::Date(s)
-        | Value::Time(s)
-        | Value::Timestamp(s)
-        | Value::TimestampTz(s)
-        | Value::Json(s) => s.len(),
-    };
-    16 + payload as u64
+    ValueRef::from(value).counted_bytes()
 }
 
 pub fn row_bytes(row: &[Value]) -> u64 {

@@ -176,49 +176,30 @@ pub fn bind_order<'p>(
     }
 }
 
-/// For each row of `rows` (values in the order of `names`, as `execute-batch-packed` sends
-/// them), its values in `stmt`'s placeholder order: what [`bind_order`] gives for the same rows
-/// sent as named parameter sets, with the names matched once for the whole batch.
-pub fn bind_rows_by_name<'p>(
+/// For each of `stmt`'s placeholders, in order, the index in `names` of the value it binds:
+/// rows of values in the order of `names` (`execute-batch-packed`) are matched to the
+/// placeholders once for the whole batch. The last of two equal names wins, as a named
+/// parameter set's does.
+pub fn placeholder_columns(
     stmt: &Statement,
     names: &[String],
-    rows: &'p [Vec<Value>],
     database: &str,
-) -> Result<Vec<Vec<&'p Value>>, DbError> {
-    let columns: Vec<usize> = match &stmt.placeholders {
-        Placeholders::None => Vec::new(),
-        Placeholders::Positional(_) => {
-            return Err(DbError::invalid(
-                database,
-                "the statement uses $n placeholders but named parameters were given",
-            ));
-        }
+) -> Result<Vec<usize>, DbError> {
+    match &stmt.placeholders {
+        Placeholders::None => Ok(Vec::new()),
+        Placeholders::Positional(_) => Err(DbError::invalid(
+            database,
+            "the statement uses $n placeholders but named parameters were given",
+        )),
         Placeholders::Named(placeholders) => placeholders
             .iter()
             .map(|placeholder| {
-                // The last of two equal names wins, as a named parameter set's does.
                 names.iter().rposition(|n| n == placeholder).ok_or_else(|| {
                     DbError::invalid(database, format!("parameter :{placeholder} has no value"))
                 })
             })
-            .collect::<Result<_, _>>()?,
-    };
-    rows.iter()
-        .enumerate()
-        .map(|(i, row)| {
-            if row.len() != names.len() {
-                return Err(DbError::invalid(
-                    database,
-                    format!(
-                        "parameter set {i}: {} values for {} names",
-                        row.len(),
-                        names.len()
-                    ),
-                ));
-            }
-            Ok(columns.iter().map(|&c| &row[c]).collect())
-        })
-        .collect()
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -235,37 +216,27 @@ mod tests {
             "db",
         )
         .unwrap();
-        let names = vec!["a".to_owned(), "b".to_owned(), "unused".to_owned()];
-        let rows = vec![
-            vec![Value::Int(1), Value::Int(2), Value::Null],
-            vec![Value::Int(3), Value::Int(4), Value::Null],
+        let names = vec![
+            "a".to_owned(),
+            "b".to_owned(),
+            "unused".to_owned(),
+            "a".to_owned(),
         ];
-        let ordered = bind_rows_by_name(&stmt, &names, &rows, "db").unwrap();
-        // The generated Value has no PartialEq: compare what Debug shows.
-        assert_eq!(
-            format!("{:?}", ordered[0]),
-            "[Value::Int(2), Value::Int(1)]"
-        );
-        assert_eq!(
-            format!("{:?}", ordered[1]),
-            "[Value::Int(4), Value::Int(3)]"
-        );
+        // `:b` is the second name; `:a` the last of the two.
+        assert_eq!(placeholder_columns(&stmt, &names, "db").unwrap(), [1, 3]);
 
-        let err = bind_rows_by_name(&stmt, &names[..1], &[vec![Value::Int(1)]], "db").unwrap_err();
+        let err = placeholder_columns(&stmt, &names[..1], "db").unwrap_err();
         assert!(
             err.to_string().contains("parameter :b has no value"),
             "{err}"
         );
-        let err = bind_rows_by_name(&stmt, &names, &[vec![Value::Int(1)]], "db").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("parameter set 0: 1 values for 3 names"),
-            "{err}"
-        );
         let positional =
             Statement::for_guest("select $1", Backend::Postgres, Access::ReadOnly, "db").unwrap();
-        let err = bind_rows_by_name(&positional, &names, &rows, "db").unwrap_err();
+        let err = placeholder_columns(&positional, &names, "db").unwrap_err();
         assert!(err.to_string().contains("$n placeholders"), "{err}");
+        let none =
+            Statement::for_guest("select 1", Backend::Postgres, Access::ReadOnly, "db").unwrap();
+        assert!(placeholder_columns(&none, &names, "db").unwrap().is_empty());
     }
 
     fn named(pairs: &[(&str, Value)]) -> Params {

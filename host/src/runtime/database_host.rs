@@ -65,14 +65,14 @@ async fn execute_batch_packed(
     names: &[String],
     rows: &[u8],
 ) -> Result<u64, DbError> {
-    let rows = super::packed::decode(rows, names.len()).map_err(|e| {
+    let batch = super::packed::PackedBatch::index(rows, names.len()).map_err(|e| {
         DbError::InvalidRequest(format!(
             "the packed parameter rows are malformed ({e}); rebuild the flow against this \
              host's flowhost-sdk"
         ))
     })?;
     let mut s = lock(session)?;
-    s.execute_batch_rows(route, sql, names, &rows)
+    s.execute_batch_packed(route, sql, names, batch)
         .await
         .map_err(|e| e.to_wit())
 }

@@ -4,6 +4,7 @@
 //! other through real components (tests/e2e), and each against the format here.
 
 use crate::bindings::types::Value;
+use crate::db::ValueRef;
 
 /// Tags of the value cases, in the order of `wit/types.wit`'s `value` variant.
 pub mod tag {
@@ -95,36 +96,89 @@ pub fn put_value(out: &mut Vec<u8>, value: &Value) {
 /// Reads a packed batch of rows that each hold `width` values (what `execute-batch-packed`
 /// sends). A malformed batch is the guest's error, described for the flow's author.
 pub fn decode(buf: &[u8], width: usize) -> Result<Vec<Vec<Value>>, String> {
-    let mut reader = Reader { buf, pos: 0 };
-    let count = reader.u32()? as usize;
-    // Every row takes at least its length; a count beyond that is a lie, not an allocation.
-    if count > buf.len() / 4 {
-        return Err(format!("it announces {count} rows in {} bytes", buf.len()));
-    }
-    let mut rows = Vec::with_capacity(count);
-    for index in 0..count {
-        let len = reader.u32()? as usize;
-        let end = reader.pos.checked_add(len).filter(|&e| e <= buf.len());
-        let end = end.ok_or_else(|| format!("row {index} is truncated"))?;
-        let mut row = Vec::with_capacity(width);
-        while reader.pos < end {
-            row.push(reader.value().map_err(|e| format!("row {index}: {e}"))?);
+    Ok(PackedBatch::index(buf, width)?.to_values())
+}
+
+/// A packed batch checked whole (counts, lengths, tags, UTF-8) and indexed, so that any value
+/// can be read in place, as a [`ValueRef`], without copying it out.
+#[derive(Debug)]
+pub struct PackedBatch<'a> {
+    buf: &'a [u8],
+    rows: usize,
+    width: usize,
+    /// Where each value starts, row after row: value `c` of row `r` is at `offsets[r * width + c]`.
+    offsets: Vec<u32>,
+}
+
+impl<'a> PackedBatch<'a> {
+    /// Checks `buf` as a batch of rows of `width` values each; the error says what is wrong
+    /// and where.
+    pub fn index(buf: &'a [u8], width: usize) -> Result<PackedBatch<'a>, String> {
+        let mut reader = Reader { buf, pos: 0 };
+        let count = reader.u32()? as usize;
+        // Every row takes at least its length; a count beyond that is a lie, not an allocation.
+        if count > buf.len() / 4 {
+            return Err(format!("it announces {count} rows in {} bytes", buf.len()));
         }
-        if reader.pos != end || row.len() != width {
+        if u32::try_from(buf.len()).is_err() {
+            return Err(format!("{} bytes is more than a batch can hold", buf.len()));
+        }
+        let mut offsets = Vec::with_capacity(count.saturating_mul(width).min(buf.len()));
+        for index in 0..count {
+            let len = reader.u32()? as usize;
+            let end = reader.pos.checked_add(len).filter(|&e| e <= buf.len());
+            let end = end.ok_or_else(|| format!("row {index} is truncated"))?;
+            let mut values = 0;
+            while reader.pos < end {
+                offsets.push(reader.pos as u32);
+                reader
+                    .value_ref()
+                    .map_err(|e| format!("row {index}: {e}"))?;
+                values += 1;
+            }
+            if reader.pos != end || values != width {
+                return Err(format!(
+                    "row {index} holds {values} values, not one per name ({width})"
+                ));
+            }
+        }
+        if reader.pos != buf.len() {
             return Err(format!(
-                "row {index} holds {} values, not one per name ({width})",
-                row.len()
+                "{} bytes follow the last row",
+                buf.len() - reader.pos
             ));
         }
-        rows.push(row);
+        Ok(PackedBatch {
+            buf,
+            rows: count,
+            width,
+            offsets,
+        })
     }
-    if reader.pos != buf.len() {
-        return Err(format!(
-            "{} bytes follow the last row",
-            buf.len() - reader.pos
-        ));
+
+    /// How many rows.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
-    Ok(rows)
+
+    /// Value `column` of row `row`, read in place.
+    pub fn value(&self, row: usize, column: usize) -> ValueRef<'a> {
+        let pos = self.offsets[row * self.width + column] as usize;
+        Reader { buf: self.buf, pos }
+            .value_ref()
+            .expect("checked when the batch was indexed")
+    }
+
+    /// Every row as owned values, in the batch's order.
+    pub fn to_values(&self) -> Vec<Vec<Value>> {
+        (0..self.rows())
+            .map(|row| {
+                (0..self.width)
+                    .map(|column| self.value(row, column).to_value())
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 struct Reader<'a> {
@@ -153,29 +207,30 @@ impl<'a> Reader<'a> {
         Ok(self.take(8)?.try_into().expect("8 bytes"))
     }
 
-    fn text(&mut self) -> Result<String, String> {
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
         let len = self.u32()? as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "text is not UTF-8".to_owned())
+        self.take(len)
     }
 
-    fn value(&mut self) -> Result<Value, String> {
+    fn text(&mut self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| "text is not UTF-8".to_owned())
+    }
+
+    fn value_ref(&mut self) -> Result<ValueRef<'a>, String> {
         Ok(match self.take(1)?[0] {
-            tag::NULL => Value::Null,
-            tag::BOOLEAN => Value::Boolean(self.take(1)?[0] != 0),
-            tag::INT => Value::Int(i64::from_le_bytes(self.eight()?)),
-            tag::FLOAT => Value::Float(f64::from_bits(u64::from_le_bytes(self.eight()?))),
-            tag::DECIMAL => Value::Decimal(self.text()?),
-            tag::TEXT => Value::Text(self.text()?),
-            tag::BYTES => {
-                let len = self.u32()? as usize;
-                Value::Bytes(self.take(len)?.to_vec())
-            }
-            tag::UUID => Value::Uuid(self.text()?),
-            tag::DATE => Value::Date(self.text()?),
-            tag::TIME => Value::Time(self.text()?),
-            tag::TIMESTAMP => Value::Timestamp(self.text()?),
-            tag::TIMESTAMP_TZ => Value::TimestampTz(self.text()?),
-            tag::JSON => Value::Json(self.text()?),
+            tag::NULL => ValueRef::Null,
+            tag::BOOLEAN => ValueRef::Boolean(self.take(1)?[0] != 0),
+            tag::INT => ValueRef::Int(i64::from_le_bytes(self.eight()?)),
+            tag::FLOAT => ValueRef::Float(f64::from_bits(u64::from_le_bytes(self.eight()?))),
+            tag::DECIMAL => ValueRef::Decimal(self.text()?),
+            tag::TEXT => ValueRef::Text(self.text()?),
+            tag::BYTES => ValueRef::Bytes(self.bytes()?),
+            tag::UUID => ValueRef::Uuid(self.text()?),
+            tag::DATE => ValueRef::Date(self.text()?),
+            tag::TIME => ValueRef::Time(self.text()?),
+            tag::TIMESTAMP => ValueRef::Timestamp(self.text()?),
+            tag::TIMESTAMP_TZ => ValueRef::TimestampTz(self.text()?),
+            tag::JSON => ValueRef::Json(self.text()?),
             other => return Err(format!("unknown value tag {other}")),
         })
     }
@@ -211,6 +266,32 @@ mod tests {
         let debug = |rows: &[Vec<Value>]| format!("{rows:?}");
         assert_eq!(debug(&decode(&encode(&rows), 7).unwrap()), debug(&rows));
         assert!(decode(&encode(&[]), 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_indexed_batch_reads_each_value_in_place() {
+        let rows = vec![
+            vec![Value::Int(1), Value::Text("ä".into()), Value::Null],
+            vec![
+                Value::Int(2),
+                Value::Text(String::new()),
+                Value::Bytes(vec![7]),
+            ],
+        ];
+        let packed = encode(&rows);
+        let batch = PackedBatch::index(&packed, 3).unwrap();
+        assert_eq!(batch.rows(), 2);
+        assert!(matches!(batch.value(1, 0), ValueRef::Int(2)));
+        assert!(matches!(batch.value(0, 1), ValueRef::Text("ä")));
+        assert!(matches!(batch.value(1, 1), ValueRef::Text("")));
+        assert!(batch.value(0, 2).is_null());
+        assert!(matches!(batch.value(1, 2), ValueRef::Bytes([7])));
+        let debug = |rows: &[Vec<Value>]| format!("{rows:?}");
+        assert_eq!(debug(&batch.to_values()), debug(&rows));
+        assert_eq!(PackedBatch::index(&encode(&[]), 0).unwrap().rows(), 0);
+        // Rows without values (a statement without placeholders) still count.
+        let empty_rows = encode(&[vec![], vec![]]);
+        assert_eq!(PackedBatch::index(&empty_rows, 0).unwrap().rows(), 2);
     }
 
     #[test]
