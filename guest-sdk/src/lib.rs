@@ -86,6 +86,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(any(all(target_arch = "wasm32", target_os = "wasi"), test))]
+mod alloc;
 mod cursor;
 mod db;
 mod decode;
@@ -100,6 +102,13 @@ mod params;
 mod rows;
 mod ser;
 mod value;
+
+/// Every flow built with the SDK allocates through [`alloc::FlowAllocator`] (small blocks
+/// reused from free lists); a flow that brings its own `#[global_allocator]` turns the SDK's
+/// default features off.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi", feature = "flow-allocator"))]
+#[global_allocator]
+static FLOW_ALLOCATOR: alloc::FlowAllocator = alloc::FlowAllocator::new();
 
 /// The raw bindings generated from the WIT contract. The rest of this crate wraps them;
 /// reach for them only to do what the wrappers deliberately do not.
