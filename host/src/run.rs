@@ -78,6 +78,16 @@ pub struct Host {
     prepared: std::sync::Mutex<HashMap<GrantKey, Arc<OnceCell<()>>>>,
     /// Where runs are recorded, and as what (`cli`, `serve`); `None` records nothing.
     history: Option<(Arc<RunHistory>, &'static str)>,
+    /// This host runs once and exits (see [`Host::single_run`]).
+    single_run: bool,
+}
+
+/// A manifest's grants, each database connected, checked and migrated: what
+/// [`Host::prepare`] gives a run.
+pub struct PreparedGrants {
+    grants: HashMap<String, Grant>,
+    /// Migrations applied while preparing, as `database: script`.
+    migrations_applied: Vec<String>,
 }
 
 /// A grant as prepared: the database, the mode, and the migrations folder with a fingerprint
@@ -98,7 +108,16 @@ impl Host {
             components: Default::default(),
             prepared: Default::default(),
             history: None,
+            single_run: false,
         })
+    }
+
+    /// For a process that runs one flow and exits (`flowhost run`): a run's connections are
+    /// closed when it ends instead of being reset for a next run that will not come, which
+    /// saves each database a round trip.
+    pub fn single_run(mut self) -> Host {
+        self.single_run = true;
+        self
     }
 
     /// Records every run of this host in `history`, as started from `origin` (`cli`, `serve`).
@@ -111,7 +130,9 @@ impl Host {
         self.history.as_ref().map(|(h, _)| h)
     }
 
-    fn component(&self, path: &std::path::Path) -> Result<FlowComponent, crate::Error> {
+    /// The component at `path`, compiled (from the cache) and linked; an unchanged file is
+    /// loaded once per host.
+    pub fn component(&self, path: &std::path::Path) -> Result<FlowComponent, crate::Error> {
         let stamp = std::fs::metadata(path)
             .ok()
             .and_then(|m| Some((m.len(), m.modified().ok()?)));
@@ -153,9 +174,23 @@ impl Host {
         run_id: &str,
         cancel: &Cancel,
     ) -> Result<RunRecord, crate::Error> {
+        self.run_prepared(request, run_id, cancel, None).await
+    }
+
+    /// [`Host::run_as`] with the grants already prepared by [`Host::prepare`] (`None`: prepare
+    /// them now). A caller with other work before the run (the CLI opens the run history and
+    /// loads the component) starts preparing first, so connecting overlaps that work; a
+    /// failed preparation is the run's failure, recorded like any other.
+    pub async fn run_prepared(
+        &self,
+        request: &RunRequest,
+        run_id: &str,
+        cancel: &Cancel,
+        prepared: Option<Result<PreparedGrants, crate::Error>>,
+    ) -> Result<RunRecord, crate::Error> {
         let Some((history, origin)) = &self.history else {
             let started = Instant::now();
-            let result = self.execute(request, run_id, None, cancel).await;
+            let result = self.execute(request, run_id, None, prepared, cancel).await;
             count(&request.manifest.flow.name, &result, started);
             return result;
         };
@@ -183,7 +218,10 @@ impl Host {
             tracing::warn!(run = %run_id, "the run is not recorded in the history: {e}");
         }
         let result = match component {
-            Ok(component) => self.execute(request, run_id, Some(component), cancel).await,
+            Ok(component) => {
+                self.execute(request, run_id, Some(component), prepared, cancel)
+                    .await
+            }
             Err(e) => Err(e),
         };
         count(&request.manifest.flow.name, &result, started);
@@ -214,6 +252,7 @@ impl Host {
         request: &RunRequest,
         run_id: &str,
         component: Option<FlowComponent>,
+        prepared: Option<Result<PreparedGrants, crate::Error>>,
         cancel: &Cancel,
     ) -> Result<RunRecord, crate::Error> {
         let manifest = &request.manifest;
@@ -222,10 +261,63 @@ impl Host {
             Some(c) => c,
             None => self.component(&request.component)?,
         };
-        self.databases.seeds_for(&manifest.path);
+        let PreparedGrants {
+            grants,
+            migrations_applied,
+        } = match prepared {
+            Some(prepared) => prepared?,
+            None => self.prepare(manifest).await?,
+        };
 
-        // Every grant's database is opened, checked and migrated at once: two databases cost
-        // the slower one's connection, not the sum.
+        let run_id = run_id.to_owned();
+        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let started = Instant::now();
+        if !migrations_applied.is_empty() {
+            // Also in the run's own log (the history), not only the process's.
+            tracing::info!(flow = %flow, run = %run_id, applied = %migrations_applied.join(", "), "migrations applied for this run");
+        }
+        tracing::info!(flow = %flow, run = %run_id, "run started");
+        let outcome = self
+            .runtime
+            .run(
+                &component,
+                grants,
+                &manifest.limits,
+                RunCall {
+                    flow: &flow,
+                    run_id: &run_id,
+                    input: &request.input,
+                    cancel,
+                    keep_connections: !self.single_run,
+                },
+            )
+            .await;
+        // To the hundredth of a millisecond: finer digits are noise in a log and a record.
+        let duration_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+        let (status, output, error) = match outcome {
+            Ok(output) => (RunStatus::Succeeded, Some(output), None),
+            Err(e) => (RunStatus::Failed, None, Some(failure(&e))),
+        };
+        tracing::info!(flow = %flow, run = %run_id, status = ?status, duration_ms, "run finished");
+        Ok(RunRecord {
+            run_id,
+            flow,
+            component_sha256: component.digest.clone(),
+            environment: self.databases.config().environment.clone(),
+            started_at,
+            duration_ms,
+            status,
+            output,
+            error,
+            migrations_applied,
+        })
+    }
+
+    /// Opens, checks and migrates the database of every grant in `manifest`, all at once:
+    /// two databases cost the slower one's connection, not the sum. In a long-running host,
+    /// a grant prepared before costs nothing (see [`GrantKey`]).
+    pub async fn prepare(&self, manifest: &Manifest) -> Result<PreparedGrants, crate::Error> {
+        self.databases.seeds_for(&manifest.path);
         let prepared = futures_util::future::join_all(
             manifest
                 .databases
@@ -247,46 +339,8 @@ impl Host {
                 },
             );
         }
-
-        let run_id = run_id.to_owned();
-        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let started = Instant::now();
-        if !migrations_applied.is_empty() {
-            // Also in the run's own log (the history), not only the process's.
-            tracing::info!(flow = %flow, run = %run_id, applied = %migrations_applied.join(", "), "migrations applied for this run");
-        }
-        tracing::info!(flow = %flow, run = %run_id, "run started");
-        let outcome = self
-            .runtime
-            .run(
-                &component,
-                grants,
-                &manifest.limits,
-                RunCall {
-                    flow: &flow,
-                    run_id: &run_id,
-                    input: &request.input,
-                    cancel,
-                },
-            )
-            .await;
-        // To the hundredth of a millisecond: finer digits are noise in a log and a record.
-        let duration_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
-        let (status, output, error) = match outcome {
-            Ok(output) => (RunStatus::Succeeded, Some(output), None),
-            Err(e) => (RunStatus::Failed, None, Some(failure(&e))),
-        };
-        tracing::info!(flow = %flow, run = %run_id, status = ?status, duration_ms, "run finished");
-        Ok(RunRecord {
-            run_id,
-            flow,
-            component_sha256: component.digest.clone(),
-            environment: self.databases.config().environment.clone(),
-            started_at,
-            duration_ms,
-            status,
-            output,
-            error,
+        Ok(PreparedGrants {
+            grants,
             migrations_applied,
         })
     }

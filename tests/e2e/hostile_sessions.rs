@@ -312,3 +312,45 @@ fn a_transaction_open_when_the_flow_traps_is_rolled_back_and_its_locks_released(
     assert_eq!(locked[0].as_deref(), Some("1"));
     assert_eq!(lab.db.count("t"), 1, "the insert was rolled back");
 }
+
+/// `flowhost run` runs once (`Host::single_run`): a connection the flow drops is parked instead
+/// of reset, and the run's end closes it, sparing each database the reset's round trip. A flow
+/// that opens the database again must still find the session reset, on the same server
+/// connection (the pool holds one: a parked session left unfinished would make it wait).
+#[test]
+fn a_single_run_resets_a_dropped_session_before_reuse_and_closes_it_at_the_end() {
+    let lab = PoolOfOne::new();
+    let steps = json!([
+        { "op": "query", "db": "victim", "sql": INSPECT },
+        { "op": "query", "db": "victim", "sql": "SELECT leak_settings(), leak_lock()" },
+        { "op": "drop", "db": "victim" },
+        { "op": "query", "db": "victim", "sql": INSPECT },
+    ]);
+    for single_run in [false, true] {
+        let (record, open_after) = block_on(async {
+            let host = Host::new(lab.config.clone(), RuntimeOptions::default()).unwrap();
+            let host = if single_run { host.single_run() } else { host };
+            let record = lab.run(&host, steps.clone()).await;
+            let victim = host
+                .databases()
+                .for_grant("victim", flowhost::manifest::Access::ReadOnly)
+                .await
+                .unwrap();
+            let open = victim.pool_status().size;
+            host.shutdown().await;
+            (record, open)
+        });
+        assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+        let results = &record.output.as_ref().unwrap()["results"];
+        let (before, after) = (&results[0]["ok"]["rows"][0], &results[3]["ok"]["rows"][0]);
+        assert!(before.is_array() && after.is_array(), "{results}");
+        assert_eq!(after[0], before[0], "the same server connection: {results}");
+        assert_eq!(
+            after, before,
+            "nothing of the dropped session remains: {results}"
+        );
+        // Kept for a next run by a host that serves many; closed by one that runs once.
+        let expected_open = if single_run { 0 } else { 1 };
+        assert_eq!(open_after, expected_open, "single_run = {single_run}");
+    }
+}

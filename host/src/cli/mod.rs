@@ -345,8 +345,42 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
             // One run per process: a pool of one reserves no more than the run uses.
             max_concurrent_instances: Some(1),
         },
-    )?;
-    let host = match open_history(host.databases().config(), global).await {
+    )?
+    .single_run();
+    // SIGINT/SIGTERM cancel the run: the flow is stopped, its transactions rolled back, and
+    // the run recorded as cancelled before the pools close and the process exits 130/143.
+    // Preparing the databases is never cut short (a migration is not left half-applied); a
+    // signal during it cancels the run before the flow starts.
+    let cancel = Cancel::new();
+    let run_id = crate::run::new_run_id();
+    let signals = shutdown::wait();
+    tokio::pin!(signals);
+    let mut signal = None;
+    let on_signal = |received: shutdown::Signal| {
+        tracing::warn!(run = %run_id, "{} received: cancelling the run", received.name());
+        cancel.cancel(received.name());
+        Some(received)
+    };
+    // The databases are dialled first and the history opens on its own thread, so both wait
+    // on their servers while this thread loads the component: a run's start costs the
+    // slowest of the three, not their sum.
+    let (prepared, history) = {
+        let early = futures_util::future::join3(
+            host.prepare(&manifest),
+            open_history(host.databases().config(), global),
+            async { host.component(&args.component).map(drop) },
+        );
+        tokio::pin!(early);
+        let (prepared, history, _loaded) = tokio::select! {
+            early = &mut early => early,
+            received = &mut signals => {
+                signal = on_signal(received);
+                early.await
+            }
+        };
+        (prepared, history)
+    };
+    let host = match history {
         Some(history) => host.with_history(history, "cli"),
         None => host,
     };
@@ -355,18 +389,17 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
         manifest,
         input,
     };
-    // SIGINT/SIGTERM cancel the run: the flow is stopped, its transactions rolled back, and
-    // the run recorded as cancelled before the pools close and the process exits 130/143.
-    let cancel = Cancel::new();
-    let run_id = crate::run::new_run_id();
-    let run = host.run_as(&request, &run_id, &cancel);
+    let run = host.run_prepared(&request, &run_id, &cancel, Some(prepared));
     tokio::pin!(run);
-    let (result, signal) = tokio::select! {
-        result = &mut run => (result, None),
-        signal = shutdown::wait() => {
-            tracing::warn!(run = %run_id, "{} received: cancelling the run", signal.name());
-            cancel.cancel(signal.name());
-            (run.await, Some(signal))
+    let result = if signal.is_some() {
+        run.await
+    } else {
+        tokio::select! {
+            result = &mut run => result,
+            received = &mut signals => {
+                signal = on_signal(received);
+                run.await
+            }
         }
     };
     host.shutdown().await;

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::{Conn, Database, DbError, RowSet, ServerSession, Statement, ValueRef, bind_order};
+use super::{
+    Backend, Conn, Database, DbError, RowSet, ServerSession, Statement, ValueRef, bind_order,
+};
 use crate::bindings::types::{Params, Value};
 use crate::manifest::Access;
 use crate::sql::TransactionKind;
@@ -404,6 +406,33 @@ impl Session {
             self.end_on_server(conn).await;
         }
         self.server = None;
+    }
+}
+
+impl Session {
+    /// No transaction open and no statement under way: the session holds no row locks.
+    pub fn is_idle(&self) -> bool {
+        self.tx.is_none() && !self.busy
+    }
+
+    /// Ends the session by closing its connection, for a process about to exit: closing ends
+    /// the session on the server, rolling back whatever is open, so the reset's round trip
+    /// that [`Session::finish`] pays to reuse the connection would buy nothing. An interrupted
+    /// session still goes through `finish` (its statement is ended on the server), and so
+    /// does SQLite's, whose reset costs no round trip.
+    pub async fn close(&mut self) {
+        if self.busy || self.db.backend() == Backend::Sqlite {
+            return self.finish().await;
+        }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if let Some(watchdog) = self.server.as_ref().and_then(ServerSession::watchdog) {
+            watchdog.disarm();
+        }
+        self.tx = None;
+        self.server = None;
+        conn.discard().await;
     }
 }
 

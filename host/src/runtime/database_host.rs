@@ -3,13 +3,15 @@
 //! Connection and transaction calls differ only in which route they take through the shared
 //! session, so both resources delegate to the same four functions below.
 
+use std::sync::Arc;
+
 use wasmtime::component::Resource;
 
 use super::resources::{ConnectionResource, CursorResource, TransactionResource};
 use super::state::HostState;
 use crate::bindings::database::{self, Access as WitAccess};
 use crate::bindings::types::{self, Column, DbError, Params, Row, RowSet};
-use crate::db::{self, CursorStream, Route, Session, SharedSession};
+use crate::db::{self, CursorStream, Database, Route, Session, SharedSession};
 use crate::manifest::Access;
 
 type Call<T> = wasmtime::Result<Result<T, DbError>>;
@@ -124,10 +126,13 @@ impl database::Host for HostState {
         if let Err(e) = self.check_handle_room() {
             return Ok(Err(e));
         }
-        let session = Session::new(grant.database.clone(), grant.access, self.session_limits());
+        let (database, access) = (grant.database.clone(), grant.access);
+        if !self.keep_connections {
+            self.finish_parked(&database).await;
+        }
+        let backend = database.backend().as_str();
+        let session = Session::new(database, access, self.session_limits());
         self.sessions.push(session.clone());
-        let access = grant.access;
-        let backend = grant.database.backend().as_str();
         let connection = self.table.push(ConnectionResource {
             name,
             access,
@@ -231,9 +236,39 @@ impl database::HostConnection for HostState {
         self.open_handles = self.open_handles.saturating_sub(1);
         // With a cursor still reading, the end-of-run cleanup finishes this session instead.
         if let Ok(mut s) = conn.session.try_lock() {
-            s.finish().await;
+            // A process that runs once parks an idle session: the run's end closes its
+            // connection without a reset's round trip, and should the flow open this database
+            // again, `open` finishes it first so that its connection is reused. A session
+            // with a transaction open is finished now, so that no lock outlives the handle.
+            if self.keep_connections || !s.is_idle() {
+                s.finish().await;
+            } else {
+                drop(s);
+                self.parked.push(conn.session.clone());
+            }
         }
         Ok(())
+    }
+}
+
+impl HostState {
+    /// Finishes the sessions parked on `database` (see `drop`), so that their connections
+    /// are back in the pool for the session about to start.
+    async fn finish_parked(&mut self, database: &Arc<Database>) {
+        let mut kept = Vec::new();
+        for session in std::mem::take(&mut self.parked) {
+            let finished = match session.try_lock() {
+                Ok(mut s) if Arc::ptr_eq(s.database(), database) => {
+                    s.finish().await;
+                    true
+                }
+                _ => false,
+            };
+            if !finished {
+                kept.push(session);
+            }
+        }
+        self.parked = kept;
     }
 }
 

@@ -271,6 +271,7 @@ impl Runtime {
             run_id,
             input,
             cancel,
+            keep_connections,
         } = call;
         // Held until the store is gone (the end of this function), so its slot is free again.
         let _slot = match &self.slots {
@@ -290,7 +291,8 @@ impl Runtime {
             .memories(16)
             .build();
         let deadline = std::time::Instant::now() + limits.timeout;
-        let state = HostState::new(grants, store_limits, *limits, deadline, flow, run_id);
+        let mut state = HostState::new(grants, store_limits, *limits, deadline, flow, run_id);
+        state.keep_connections = keep_connections;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
@@ -321,11 +323,13 @@ impl Runtime {
         drop(std::mem::take(&mut state.table));
         // All at once: each finish is a round trip to its own server.
         let sessions = std::mem::take(&mut state.sessions);
-        futures_util::future::join_all(
-            sessions
-                .iter()
-                .map(|session| async move { session.lock().await.finish().await }),
-        )
+        futures_util::future::join_all(sessions.iter().map(|session| async move {
+            let mut session = session.lock().await;
+            match keep_connections {
+                true => session.finish().await,
+                false => session.close().await,
+            }
+        }))
         .await;
         state.log.finish();
         let stderr = state.log.stderr_tail();
@@ -377,6 +381,9 @@ pub struct RunCall<'a> {
     pub run_id: &'a str,
     pub input: &'a str,
     pub cancel: &'a crate::shutdown::Cancel,
+    /// Whether the run's connections go back to their pools, reset for the next run, or are
+    /// closed (see [`crate::db::Session::close`]): a process that runs once closes them.
+    pub keep_connections: bool,
 }
 
 /// The pooling allocator's slots for `runs` concurrent runs. A flow component built by Rust

@@ -99,6 +99,12 @@ pub struct HostState {
     pub(crate) run_id: String,
     /// The run's log: guest records and captured stdout/stderr.
     pub(crate) log: RunLog,
+    /// Whether a session is finished (reset for the pool) as soon as the flow drops its
+    /// connection. `false` in a process that runs once: an idle session is left for the
+    /// run's end, which closes its connection instead (see `database_host`).
+    pub(crate) keep_connections: bool,
+    /// Idle sessions whose connection handle the flow dropped, when connections are not kept.
+    pub(crate) parked: Vec<SharedSession>,
 }
 
 impl HostState {
@@ -134,6 +140,8 @@ impl HostState {
             flow: flow.to_owned(),
             run_id: run_id.to_owned(),
             log,
+            keep_connections: true,
+            parked: Vec::new(),
         }
     }
 }
