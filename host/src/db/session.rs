@@ -83,6 +83,8 @@ pub struct Session {
     lost_tx: bool,
     /// The last read-only statement ran user-defined code (see [`Session::check_functions`]).
     reassert_read_only: bool,
+    /// A connection being set up ahead of the first statement (see [`Session::prestart`]).
+    warm: Option<tokio::task::JoinHandle<Result<(Conn, ServerSession), DbError>>>,
 }
 
 /// Which guest handle a call came through.
@@ -105,7 +107,41 @@ impl Session {
             busy: false,
             lost_tx: false,
             reassert_read_only: false,
+            warm: None,
         }))
+    }
+
+    /// Starts taking and setting up this session's connection on a task of its own, so the
+    /// first statement finds it ready. `flowhost run` does this for every grant as its run
+    /// starts: the session's round trip then overlaps instantiation and the flow's work on
+    /// its other databases. A failed start is retried, and reported, by the first statement.
+    pub fn prestart(&mut self) {
+        if self.conn.is_some() || self.warm.is_some() {
+            return;
+        }
+        let (db, read_only) = (self.db.clone(), self.access == Access::ReadOnly);
+        let timeout = self.server_statement_timeout();
+        self.warm = Some(tokio::spawn(async move {
+            let mut conn = db.acquire().await?;
+            match conn.start_session(&db, read_only, timeout).await {
+                Ok(server) => Ok((conn, server)),
+                Err(e) => {
+                    conn.discard().await;
+                    Err(e)
+                }
+            }
+        }));
+    }
+
+    /// Takes the connection [`Session::prestart`] set up, once it is ready.
+    async fn adopt_warm(&mut self) {
+        let Some(warm) = self.warm.take() else {
+            return;
+        };
+        if let Ok(Ok((conn, server))) = warm.await {
+            self.conn = Some(conn);
+            self.server = Some(server);
+        }
     }
 
     pub fn database(&self) -> &Arc<Database> {
@@ -166,6 +202,9 @@ impl Session {
         // session is set up, before the flow ran anything on it: it is thrown away and another
         // taken, as many times as the pool may hold connections, so a restarted database costs
         // no run an error.
+        if self.conn.is_none() {
+            self.adopt_warm().await;
+        }
         let mut stale_left = self.db.pool_status().max;
         while self.conn.is_none() {
             let mut conn = self.db.acquire().await?;
@@ -386,6 +425,7 @@ impl Session {
     /// connection to the pool. A connection that was interrupted mid-statement, or whose reset
     /// cannot be verified, is ended on the server and closed instead.
     pub async fn finish(&mut self) {
+        self.adopt_warm().await;
         let Some(mut conn) = self.conn.take() else {
             return;
         };
@@ -421,6 +461,7 @@ impl Session {
     /// session still goes through `finish` (its statement is ended on the server), and so
     /// does SQLite's, whose reset costs no round trip.
     pub async fn close(&mut self) {
+        self.adopt_warm().await;
         if self.busy || self.db.backend() == Backend::Sqlite {
             return self.finish().await;
         }

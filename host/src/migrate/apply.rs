@@ -522,12 +522,9 @@ pub async fn read_history_and_presence(
     conn: &mut Conn,
     db: &Database,
 ) -> Result<(bool, Vec<AppliedMigration>, Option<ForeignHistory>), MigrateError> {
-    let exists = table.exists(conn, db).await?;
-    let history = if exists {
-        table.read(conn, db).await?
-    } else {
-        Vec::new()
-    };
+    let read = table.read_if_present(conn, db).await?;
+    let exists = read.is_some();
+    let history = read.unwrap_or_default();
     if !history.is_empty() {
         return Ok((exists, history, None));
     }

@@ -349,12 +349,44 @@ impl HistoryTable {
         conn: &mut Conn,
         db: &Database,
     ) -> Result<Vec<AppliedMigration>, MigrateError> {
-        let rows = conn
-            .host_query(db, &self.select_sql(), &[])
-            .await
-            .map_err(|e| {
-                MigrateError::database(format!("read the history table {}", self.name), e)
-            })?;
+        let rows = conn.host_query(db, &self.select_sql(), &[]).await;
+        self.interpret(db, rows)
+    }
+
+    /// Every row, or `None` when the table does not exist. On PostgreSQL this is one round
+    /// trip, which every `flowhost run` of a flow with migrations pays before its flow starts:
+    /// the read is tried, and "undefined table" (42P01) means there is none. Elsewhere the
+    /// presence check comes first.
+    pub async fn read_if_present(
+        &self,
+        conn: &mut Conn,
+        db: &Database,
+    ) -> Result<Option<Vec<AppliedMigration>>, MigrateError> {
+        if self.dialect == Backend::Postgres {
+            let rows = conn.host_query(db, &self.select_sql(), &[]).await;
+            if let Err(DbError::Query {
+                code: Some(code), ..
+            }) = &rows
+                && code == "42P01"
+            {
+                return Ok(None);
+            }
+            return self.interpret(db, rows).map(Some);
+        }
+        if !self.exists(conn, db).await? {
+            return Ok(None);
+        }
+        self.read(conn, db).await.map(Some)
+    }
+
+    fn interpret(
+        &self,
+        db: &Database,
+        rows: Result<Vec<HostRow>, DbError>,
+    ) -> Result<Vec<AppliedMigration>, MigrateError> {
+        let rows = rows.map_err(|e| {
+            MigrateError::database(format!("read the history table {}", self.name), e)
+        })?;
         let raw = rows
             .iter()
             .map(RawRow::from_row)

@@ -131,8 +131,14 @@ impl database::Host for HostState {
             self.finish_parked(&database).await;
         }
         let backend = database.backend().as_str();
-        let session = Session::new(database, access, self.session_limits());
-        self.sessions.push(session.clone());
+        let session = match self.prestarted.remove(&name) {
+            Some(session) => session,
+            None => {
+                let session = Session::new(database, access, self.session_limits());
+                self.sessions.push(session.clone());
+                session
+            }
+        };
         let connection = self.table.push(ConnectionResource {
             name,
             access,

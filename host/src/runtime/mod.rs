@@ -293,6 +293,7 @@ impl Runtime {
         let deadline = std::time::Instant::now() + limits.timeout;
         let mut state = HostState::new(grants, store_limits, *limits, deadline, flow, run_id);
         state.keep_connections = keep_connections;
+        state.prestart_sessions();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;

@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::log::{RunLog, Stream};
 
 use crate::bindings::types::DbError;
-use crate::db::{Database, SessionLimits, SharedSession};
+use crate::db::{Database, Session, SessionLimits, SharedSession};
 use crate::manifest::{Access, Limits};
 
 /// A database this run may open, resolved before the guest starts.
@@ -105,6 +105,9 @@ pub struct HostState {
     pub(crate) keep_connections: bool,
     /// Idle sessions whose connection handle the flow dropped, when connections are not kept.
     pub(crate) parked: Vec<SharedSession>,
+    /// Sessions started with the run, by grant, for the flow's first `open` of each (see
+    /// [`crate::db::Session::prestart`]).
+    pub(crate) prestarted: HashMap<String, SharedSession>,
 }
 
 impl HostState {
@@ -142,12 +145,32 @@ impl HostState {
             log,
             keep_connections: true,
             parked: Vec::new(),
+            prestarted: HashMap::new(),
         }
     }
 }
 
 impl HostState {
     /// The limits every database session of this run works under.
+    /// Starts a session for every grant at once (see [`crate::db::Session::prestart`]); the
+    /// flow's first `open` of each takes it. Only where connections are not kept: in a host
+    /// that serves many runs, a grant the flow does not open this time would hold a pooled
+    /// connection for nothing.
+    pub(crate) fn prestart_sessions(&mut self) {
+        if self.keep_connections {
+            return;
+        }
+        for (name, grant) in &self.grants {
+            let session = Session::new(grant.database.clone(), grant.access, self.session_limits());
+            session
+                .try_lock()
+                .expect("a session nobody else holds yet")
+                .prestart();
+            self.sessions.push(session.clone());
+            self.prestarted.insert(name.clone(), session);
+        }
+    }
+
     pub(crate) fn session_limits(&self) -> SessionLimits {
         SessionLimits {
             max_rows: self.limits.max_rows,

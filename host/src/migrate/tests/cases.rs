@@ -9,6 +9,7 @@ on_both!(
     changed_applied_file_is_refused,
     out_of_order_and_missing_files,
     status_before_and_after,
+    an_unreadable_history_table_is_an_error_not_a_missing_one,
     dry_run_and_target,
 );
 
@@ -283,6 +284,30 @@ async fn status_before_and_after(fx: &Fixture) {
         history_only.current_version,
         Some(Version::parse("2").unwrap())
     );
+}
+
+/// The history is read without a presence check first on PostgreSQL (one round trip less per
+/// run): only "no such table" may mean no history. A table by that name that cannot be read
+/// as one is an error, never a database with nothing applied.
+async fn an_unreadable_history_table_is_an_error_not_a_missing_one(fx: &Fixture) {
+    write_three(fx);
+    let db = fx.db().await;
+    let mut conn = db.acquire().await.unwrap();
+    conn.run_raw(
+        &db,
+        &format!("CREATE TABLE {DEFAULT_HISTORY_TABLE} (installed_rank TEXT); INSERT INTO {DEFAULT_HISTORY_TABLE} VALUES ('first')"),
+    )
+    .await
+    .unwrap();
+    conn.release().await;
+    let err = status(&db, Some(&fx.migrations()), &opts())
+        .await
+        .expect_err("a history table of the wrong shape is not an empty history");
+    assert!(
+        err.to_string().contains(DEFAULT_HISTORY_TABLE),
+        "the error names the table: {err}"
+    );
+    assert!(table_exists(&db, DEFAULT_HISTORY_TABLE).await);
 }
 
 async fn dry_run_and_target(fx: &Fixture) {
