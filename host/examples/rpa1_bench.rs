@@ -25,11 +25,11 @@ struct Peer {
 const PEERS: [Peer; 4] = [
     Peer {
         name: "flowhost run flows/rpa1.wasm",
-        reps: [5, 3],
+        reps: [9, 5],
     },
     Peer {
         name: "native sqlx (rpa1-native)",
-        reps: [5, 3],
+        reps: [9, 5],
     },
     Peer {
         name: "Python, execute_query per row",
@@ -73,11 +73,20 @@ fn main() {
         make_hub(&hub, rows);
         // One untimed run fills flowhost's component cache, as on any machine after the first.
         timed(&root, &python, 0, &hub, rows, pid);
+        // Peers take turns, one run each per round, so a shared machine's drift (a neighbour's
+        // load, the server's checkpoints) falls on every peer alike, not on whichever ran last.
+        let mut runs: Vec<Vec<Duration>> = vec![Vec::new(); peers];
+        let rounds = PEERS.iter().map(|p| p.reps[size_index]).max().unwrap_or(0);
+        for round in 0..rounds {
+            for (peer, spec) in PEERS.iter().enumerate().take(peers) {
+                if round < spec.reps[size_index] {
+                    runs[peer].push(timed(&root, &python, peer, &hub, rows, pid));
+                }
+            }
+        }
         let mut medians = Vec::new();
         for (peer, spec) in PEERS.iter().enumerate().take(peers) {
-            let mut times: Vec<Duration> = (0..spec.reps[size_index])
-                .map(|_| timed(&root, &python, peer, &hub, rows, pid))
-                .collect();
+            let mut times = std::mem::take(&mut runs[peer]);
             times.sort();
             let median = times[times.len() / 2];
             medians.push(median);

@@ -29,6 +29,12 @@ pub struct PoolSettings {
     /// `REFUSE_PRIVILEGED_ROLE`: refuse to run flows on a connection whose role is a superuser
     /// or may read server files or run server programs (otherwise: a warning).
     pub refuse_privileged: bool,
+    /// SQLite only: closing a connection leaves the write-ahead log as it is instead of
+    /// checkpointing it into the database file (two `fsync`s) and deleting it (which makes the
+    /// next process create it again, one more `fsync` of the file and one of its folder). For
+    /// flowhost's own run history, written twice by every `flowhost run`; never for a flow's
+    /// databases, whose file should hold every committed row once flowhost exits.
+    pub keep_wal_on_close: bool,
 }
 
 /// Defaults, in SQLAlchemy's terms.
@@ -59,6 +65,7 @@ impl Default for PoolSettings {
             statement_timeout: None,
             connect_timeout: defaults::CONNECT_TIMEOUT,
             refuse_privileged: false,
+            keep_wal_on_close: false,
         }
     }
 }
@@ -119,6 +126,7 @@ pub(crate) fn build(
             Some(f) => boolean(&f)?,
             None => d.refuse_privileged,
         },
+        keep_wal_on_close: false,
     })
 }
 

@@ -34,6 +34,7 @@ pub fn pool(
     let busy = settings
         .statement_timeout
         .unwrap_or(Duration::from_secs(30));
+    let keep_wal = settings.keep_wal_on_close;
     let opts = SqliteConnectOptions::new()
         .busy_timeout(busy)
         .foreign_keys(true)
@@ -53,7 +54,15 @@ pub fn pool(
             .idle_timeout(settings.idle_timeout)
             .test_before_acquire(settings.test_before_acquire)
             // WAL lets readers run beside the one writer, which concurrent runs need.
-            .after_connect(move |conn, _| Box::pin(use_wal(conn, busy)))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    use_wal(conn, busy).await?;
+                    if keep_wal {
+                        keep_wal_on_close(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_lazy_with(opts.filename(path))
     })
 }
@@ -85,6 +94,34 @@ async fn use_wal(conn: &mut SqliteConnection, busy: Duration) -> Result<(), sqlx
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Leaves the write-ahead log in place when this connection closes (see
+/// [`crate::config::PoolSettings::keep_wal_on_close`]). The log is still checkpointed as it
+/// grows, every 100 pages here rather than SQLite's 1,000, because each process that opens
+/// the file first reads the log back to rebuild its index.
+async fn keep_wal_on_close(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("PRAGMA wal_autocheckpoint = 100")
+        .execute(&mut *conn)
+        .await?;
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is this connection's open handle, held locked for the call; the option
+    // takes an int and a pointer to write the new setting to (null: not wanted).
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            1 as std::ffi::c_int,
+            std::ptr::null_mut::<std::ffi::c_int>(),
+        )
+    };
+    match rc {
+        libsqlite3_sys::SQLITE_OK => Ok(()),
+        rc => Err(sqlx::Error::Protocol(format!(
+            "SQLite refused SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE (code {rc})"
+        ))),
     }
 }
 

@@ -543,6 +543,7 @@ fn embedded(config: &Config) -> Result<DatabaseConfig, HistoryError> {
         },
         pool: PoolSettings {
             max_connections: 1,
+            keep_wal_on_close: true,
             ..PoolSettings::default()
         },
         readonly_target: None,
@@ -665,12 +666,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn embedded_history_commits_without_waiting_for_the_disk_and_in_wal() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A configuration whose history is the embedded one under `dir`, and a runtime to use it.
+    fn embedded_in(dir: &std::path::Path) -> (Config, tokio::runtime::Runtime) {
         let config = Config::load(&crate::config::LoadOptions {
-            dotenv_dir: Some(dir.path().to_path_buf()),
-            data_dir: dir.path().join(".flowhost"),
+            dotenv_dir: Some(dir.to_path_buf()),
+            data_dir: dir.join(".flowhost"),
             ..Default::default()
         })
         .unwrap();
@@ -678,6 +678,13 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        (config, rt)
+    }
+
+    #[test]
+    fn embedded_history_commits_without_waiting_for_the_disk_and_in_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, rt) = embedded_in(dir.path());
         rt.block_on(async {
             let history = RunHistory::open(&config, Duration::from_secs(86_400))
                 .await
@@ -696,6 +703,51 @@ mod tests {
             history.close().await;
             assert_eq!((sync, mode.as_str()), (1, "wal"));
         });
+    }
+
+    /// Closing leaves the write-ahead log (no checkpoint, no delete: no `fsync` per run), and
+    /// the next process to open the history reads every run back from it.
+    #[test]
+    fn embedded_history_keeps_its_log_on_close_and_the_next_open_reads_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, rt) = embedded_in(dir.path());
+        let wal = dir.path().join(".flowhost").join("history.db-wal");
+        let ids: Vec<String> = (0..3).map(|i| format!("run-{i}")).collect();
+        for id in &ids {
+            rt.block_on(async {
+                let history = RunHistory::open(&config, Duration::from_secs(86_400))
+                    .await
+                    .unwrap();
+                history
+                    .start(&NewRun {
+                        run_id: id,
+                        flow: "kept",
+                        component: "flows/kept.wasm",
+                        component_sha256: None,
+                        manifest_sha256: None,
+                        environment: "development",
+                        input: "{}",
+                        origin: "cli",
+                        started_at: &now(),
+                    })
+                    .await
+                    .unwrap();
+                history.close().await;
+            });
+            let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            assert!(size > 0, "the log is left in place after {id}");
+        }
+        let listed = rt.block_on(async {
+            let history = RunHistory::open(&config, Duration::from_secs(86_400))
+                .await
+                .unwrap();
+            let runs = history.list(&RunFilter::default()).await.unwrap();
+            history.close().await;
+            runs
+        });
+        let mut found: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
+        found.sort();
+        assert_eq!(found, ["run-0", "run-1", "run-2"]);
     }
 
     #[test]
