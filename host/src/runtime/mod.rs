@@ -146,6 +146,10 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.consume_fuel(options.fuel);
+        // So `perf` can name a flow's functions: wasmtime writes /tmp/perf-<pid>.map as code loads.
+        if std::env::var_os("FLOWHOST_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = match options.max_concurrent_instances {
             Some(runs) => {
                 config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(runs)));
