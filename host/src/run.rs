@@ -69,7 +69,8 @@ pub struct RunFailure {
 /// A host process: configuration, one pool per database, one engine, compiled components.
 pub struct Host {
     databases: DatabaseSet,
-    runtime: Runtime,
+    /// Set by [`Host::new`], or later by [`Host::install`] (see [`Host::without_runtime`]).
+    runtime: std::sync::OnceLock<Runtime>,
     /// Loaded components by path, with the file's length and modification time when loaded:
     /// a file that changes is loaded again, an unchanged one costs no read, hash or link.
     components: std::sync::Mutex<HashMap<PathBuf, (u64, std::time::SystemTime, FlowComponent)>>,
@@ -80,6 +81,28 @@ pub struct Host {
     history: Option<(Arc<RunHistory>, &'static str)>,
     /// This host runs once and exits (see [`Host::single_run`]).
     single_run: bool,
+}
+
+/// A component loaded by an engine before it was given to its host (see [`Host::install`]).
+pub struct LoadedComponent {
+    path: PathBuf,
+    /// The file's length and modification time before it was read.
+    stamp: Option<(u64, std::time::SystemTime)>,
+    component: FlowComponent,
+}
+
+impl LoadedComponent {
+    pub fn load(
+        runtime: &Runtime,
+        path: &std::path::Path,
+    ) -> Result<LoadedComponent, RuntimeError> {
+        let stamp = file_stamp(path);
+        Ok(LoadedComponent {
+            path: path.to_owned(),
+            stamp,
+            component: runtime.load(path)?,
+        })
+    }
 }
 
 /// A manifest's grants, each database connected, checked and migrated: what
@@ -102,14 +125,46 @@ struct GrantKey {
 
 impl Host {
     pub fn new(config: Arc<Config>, runtime: RuntimeOptions) -> Result<Host, crate::Error> {
-        Ok(Host {
+        let host = Host::without_runtime(config);
+        host.install(Runtime::new(runtime)?, None);
+        Ok(host)
+    }
+
+    /// A host without its engine yet, for a caller that builds the engine (and loads the
+    /// component) on a thread of its own while this one dials the databases: `flowhost run`,
+    /// where the two together are a few milliseconds of CPU that would otherwise hold up
+    /// every handshake. [`Host::install`] the engine before loading or running a flow.
+    pub fn without_runtime(config: Arc<Config>) -> Host {
+        Host {
             databases: DatabaseSet::new(config),
-            runtime: Runtime::new(runtime)?,
+            runtime: std::sync::OnceLock::new(),
             components: Default::default(),
             prepared: Default::default(),
             history: None,
             single_run: false,
-        })
+        }
+    }
+
+    /// Gives a host made [`Host::without_runtime`] its engine, with a component that engine
+    /// has loaded, if any (then [`Host::component`] of its path costs nothing). A host that has
+    /// an engine keeps it.
+    pub fn install(&self, runtime: Runtime, loaded: Option<LoadedComponent>) {
+        let _ = self.runtime.set(runtime);
+        if let Some(LoadedComponent {
+            path,
+            stamp: Some((len, modified)),
+            component,
+        }) = loaded
+        {
+            let mut cache = self.components.lock().unwrap_or_else(|e| e.into_inner());
+            cache.insert(path, (len, modified, component));
+        }
+    }
+
+    fn runtime(&self) -> &Runtime {
+        self.runtime
+            .get()
+            .expect("a host made without_runtime runs a flow only after install")
     }
 
     /// For a process that runs one flow and exits (`flowhost run`): a run's connections are
@@ -133,9 +188,7 @@ impl Host {
     /// The component at `path`, compiled (from the cache) and linked; an unchanged file is
     /// loaded once per host.
     pub fn component(&self, path: &std::path::Path) -> Result<FlowComponent, crate::Error> {
-        let stamp = std::fs::metadata(path)
-            .ok()
-            .and_then(|m| Some((m.len(), m.modified().ok()?)));
+        let stamp = file_stamp(path);
         let mut cache = self.components.lock().unwrap_or_else(|e| e.into_inner());
         if let (Some((len, modified)), Some((cached_len, cached_modified, component))) =
             (stamp, cache.get(path))
@@ -143,7 +196,7 @@ impl Host {
         {
             return Ok(component.clone());
         }
-        let component = self.runtime.load(path)?;
+        let component = self.runtime().load(path)?;
         if let Some((len, modified)) = stamp {
             cache.insert(path.to_owned(), (len, modified, component.clone()));
         }
@@ -278,7 +331,7 @@ impl Host {
         }
         tracing::info!(flow = %flow, run = %run_id, "run started");
         let outcome = self
-            .runtime
+            .runtime()
             .run(
                 &component,
                 grants,
@@ -421,6 +474,12 @@ impl Host {
         };
         futures_util::future::join(self.databases.close_all(), history).await;
     }
+}
+
+/// A file's length and modification time: what says a loaded component is still the file's.
+fn file_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 /// The state a run ended in, as the history and the metrics name it.

@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, LoadOptions};
 use crate::history::RunHistory;
 use crate::manifest::Manifest;
-use crate::run::{Host, RunRequest, RunStatus};
-use crate::runtime::RuntimeOptions;
+use crate::run::{Host, LoadedComponent, RunRequest, RunStatus};
+use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use crate::shutdown::{self, Cancel};
 use crate::{Error, exit};
 
@@ -337,16 +337,31 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
         .clone()
         .unwrap_or_else(|| Manifest::path_beside(&args.component));
     let manifest = Manifest::load(&manifest_path)?;
-    let host = Host::new(
-        config,
-        RuntimeOptions {
-            cache_dir: Some(cache_dir(global)),
-            fuel: manifest.limits.fuel.is_some(),
-            // One run per process: a pool of one reserves no more than the run uses.
-            max_concurrent_instances: Some(1),
-        },
-    )?
-    .single_run();
+    let options = RuntimeOptions {
+        cache_dir: Some(cache_dir(global)),
+        fuel: manifest.limits.fuel.is_some(),
+        // One run per process: a pool of one reserves no more than the run uses.
+        max_concurrent_instances: Some(1),
+    };
+    // The engine is built and the component loaded on a thread of their own (a few
+    // milliseconds of CPU), while this thread dials the databases and the history opens on
+    // sqlx's thread: a run's start costs the slowest of the three, not their sum, and no
+    // handshake waits for this thread to come back from loading.
+    let component_path = args.component.clone();
+    let loading = std::thread::Builder::new()
+        .name("flowhost-load".into())
+        .spawn(move || {
+            let runtime = Runtime::new(options)?;
+            // A component that does not load is the run's failure, recorded as such when the
+            // run loads it again; only the engine is needed here.
+            let loaded = LoadedComponent::load(&runtime, &component_path).ok();
+            Ok::<_, RuntimeError>((runtime, loaded))
+        })
+        .map_err(|e| Error::Io {
+            action: "start the thread that loads the component".into(),
+            source: e,
+        })?;
+    let host = Host::without_runtime(config).single_run();
     // SIGINT/SIGTERM cancel the run: the flow is stopped, its transactions rolled back, and
     // the run recorded as cancelled before the pools close and the process exits 130/143.
     // Preparing the databases is never cut short (a migration is not left half-applied); a
@@ -361,25 +376,25 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
         cancel.cancel(received.name());
         Some(received)
     };
-    // The databases are dialled first and the history opens on its own thread, so both wait
-    // on their servers while this thread loads the component: a run's start costs the
-    // slowest of the three, not their sum.
     let (prepared, history) = {
-        let early = futures_util::future::join3(
+        let early = futures_util::future::join(
             host.prepare(&manifest),
             open_history(host.databases().config(), global),
-            async { host.component(&args.component).map(drop) },
         );
         tokio::pin!(early);
-        let (prepared, history, _loaded) = tokio::select! {
+        tokio::select! {
             early = &mut early => early,
             received = &mut signals => {
                 signal = on_signal(received);
                 early.await
             }
-        };
-        (prepared, history)
+        }
     };
+    // Usually done by now: the handshakes and the migration check take longer.
+    let (runtime, loaded) = loading.join().map_err(|_| {
+        Error::Runtime(RuntimeError::Engine("the component loader panicked".into()))
+    })??;
+    host.install(runtime, loaded);
     let host = match history {
         Some(history) => host.with_history(history, "cli"),
         None => host,
