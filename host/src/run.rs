@@ -19,7 +19,9 @@ use crate::db::{Database, DatabaseSet};
 use crate::history::{self, NewRun, Outcome, RunHistory, RunState, capture::Capture};
 use crate::manifest::{self, Access, Manifest};
 use crate::migrate::{self, MigrateOptions};
-use crate::runtime::{FlowComponent, Grant, RunCall, Runtime, RuntimeError, RuntimeOptions};
+use crate::runtime::{
+    FlowComponent, Grant, RunCall, Runtime, RuntimeError, RuntimeOptions, StuckHandler,
+};
 use crate::shutdown::Cancel;
 
 /// One run to perform.
@@ -81,7 +83,12 @@ pub struct Host {
     history: Option<(Arc<RunHistory>, &'static str)>,
     /// This host runs once and exits (see [`Host::single_run`]).
     single_run: bool,
+    /// Reports a run stuck past its deadline and ends the process (see [`Host::on_stuck`]).
+    on_stuck: Option<StuckReport>,
 }
+
+/// A shorthand for the report [`Host::on_stuck`] takes.
+pub type StuckReport = Arc<dyn Fn(&RunRecord) + Send + Sync>;
 
 /// A component loaded by an engine before it was given to its host (see [`Host::install`]).
 pub struct LoadedComponent {
@@ -142,6 +149,7 @@ impl Host {
             prepared: Default::default(),
             history: None,
             single_run: false,
+            on_stuck: None,
         }
     }
 
@@ -172,6 +180,16 @@ impl Host {
     /// saves each database a round trip.
     pub fn single_run(mut self) -> Host {
         self.single_run = true;
+        self
+    }
+
+    /// For a host whose engine is not interruptible ([`RuntimeOptions::interruptible`], a
+    /// process that runs once): a run stuck in guest code past its deadline is recorded in
+    /// the history as timed out (without its log lines, which the stuck run still holds),
+    /// then `report` tells the user and must end the process (the process exits with
+    /// [`crate::exit::TRAPPED`] should it return).
+    pub fn on_stuck(mut self, report: StuckReport) -> Host {
+        self.on_stuck = Some(report);
         self
     }
 
@@ -330,6 +348,24 @@ impl Host {
             tracing::info!(flow = %flow, run = %run_id, applied = %migrations_applied.join(", "), "migrations applied for this run");
         }
         tracing::info!(flow = %flow, run = %run_id, "run started");
+        let on_stuck = self.on_stuck.as_ref().map(|report| {
+            self.stuck_handler(
+                report.clone(),
+                RunRecord {
+                    run_id: run_id.clone(),
+                    flow: flow.clone(),
+                    component_sha256: component.digest.clone(),
+                    environment: self.databases.config().environment.clone(),
+                    started_at: started_at.clone(),
+                    duration_ms: 0.0,
+                    status: RunStatus::Failed,
+                    output: None,
+                    error: None,
+                    migrations_applied: migrations_applied.clone(),
+                },
+                started,
+            )
+        });
         let outcome = self
             .runtime()
             .run(
@@ -342,6 +378,7 @@ impl Host {
                     input: &request.input,
                     cancel,
                     keep_connections: !self.single_run,
+                    on_stuck: on_stuck.as_ref(),
                 },
             )
             .await;
@@ -363,6 +400,48 @@ impl Host {
             output,
             error,
             migrations_applied,
+        })
+    }
+
+    /// What the runtime calls, on its watchdog's thread, when `record`'s run is stuck past
+    /// its deadline: the record, finished as timed out, goes to the history (on a runtime of
+    /// the thread's own; the stuck thread holds the process's) and then to `report`.
+    fn stuck_handler(
+        &self,
+        report: StuckReport,
+        record: RunRecord,
+        started: Instant,
+    ) -> StuckHandler {
+        let history = self.history.as_ref().map(|(h, _)| h.clone());
+        Arc::new(move |timeout: RuntimeError| {
+            let mut record = record.clone();
+            record.duration_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+            let failure = failure(&timeout);
+            let (kind, message) = (failure.kind.clone(), failure.message.clone());
+            record.error = Some(failure);
+            tracing::warn!(flow = %record.flow, run = %record.run_id, "the run is stuck in the flow's code past its deadline: ending the process");
+            if let Some(history) = &history {
+                let outcome = Outcome {
+                    state: RunState::TimedOut,
+                    duration_ms: Some(record.duration_ms),
+                    output: None,
+                    error_kind: Some(kind),
+                    error_message: Some(message),
+                };
+                let recorded = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|rt| {
+                        rt.block_on(history.finish(&record.run_id, &outcome, &[]))
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = recorded {
+                    tracing::warn!(run = %record.run_id, "the run's outcome is not recorded in the history: {e}");
+                }
+            }
+            report(&record);
+            std::process::exit(i32::from(crate::exit::TRAPPED));
         })
     }
 

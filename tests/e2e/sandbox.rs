@@ -46,6 +46,43 @@ fn an_endless_loop_is_stopped_by_the_deadline() {
     assert!(stderr(&out).contains("time limit"), "{}", stderr(&out));
 }
 
+/// `flowhost run` compiles flows without interruption checks: a flow stuck in its own code
+/// past the deadline ends the process, and the run is still reported and recorded.
+#[test]
+fn an_endless_loop_ends_the_process_and_is_recorded_as_timed_out() {
+    let project = Project::new();
+    let manifest = project.write(
+        "probe.toml",
+        "[flow]\nname = \"probe\"\n\n[limits]\ntimeout-seconds = 1\n",
+    );
+    let input = project.write(
+        "input.json",
+        &json!({ "steps": [{ "op": "loop" }] }).to_string(),
+    );
+    let out = project.run_component(
+        &probe_wasm(),
+        &manifest,
+        &["--input-file", input.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let envelope: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}): {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    assert_eq!(envelope["ok"], false, "{envelope}");
+    assert_eq!(envelope["exit_code"], 4, "{envelope}");
+    assert_eq!(envelope["error"]["kind"], "timeout", "{envelope}");
+    let message = envelope["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("time limit"), "{envelope}");
+    let runs = json_ok(&project.flowhost(&["runs", "list", "--json"]));
+    let run = &runs["runs"][0];
+    assert_eq!(run["run_id"], envelope["run_id"], "{runs}");
+    assert_eq!(run["state"], "timed-out", "{runs}");
+}
+
 #[test]
 fn a_flow_over_its_memory_limit_is_stopped() {
     let project = Project::new();

@@ -99,6 +99,8 @@ pub(super) fn build(args: &BuildArgs, cache_dir: PathBuf) -> Result<u8, Error> {
             cache_dir: Some(cache_dir.clone()),
             fuel,
             max_concurrent_instances: Some(1),
+            // As `flowhost run` compiles it, so that its first run finds it in the cache.
+            interruptible: false,
         })?
         .load(&placed)?;
         let size = std::fs::metadata(&placed).map(|m| m.len()).unwrap_or(0);

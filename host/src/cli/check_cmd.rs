@@ -149,6 +149,8 @@ fn check_component(
         cache_dir: Some(cache_dir),
         fuel: manifest.is_some_and(|m| m.limits.fuel.is_some()),
         max_concurrent_instances: Some(1),
+        // As `flowhost run` compiles it, so that a run after the check finds it cached.
+        interruptible: false,
     })
     .and_then(|runtime| runtime.load(&args.component));
     let component = match loaded {

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, LoadOptions};
 use crate::history::RunHistory;
 use crate::manifest::Manifest;
-use crate::run::{Host, LoadedComponent, RunRequest, RunStatus};
+use crate::run::{Host, LoadedComponent, RunRecord, RunRequest, RunStatus};
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use crate::shutdown::{self, Cancel};
 use crate::{Error, exit};
@@ -342,6 +342,10 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
         fuel: manifest.limits.fuel.is_some(),
         // One run per process: a pool of one reserves no more than the run uses.
         max_concurrent_instances: Some(1),
+        // A flow stuck in its own code past the deadline ends the process (`on_stuck`
+        // below) instead of being interrupted where it is: the interruption checks cost
+        // about a quarter of a flow's instructions.
+        interruptible: false,
     };
     // The engine is built and the component loaded on a thread of their own (a few
     // milliseconds of CPU), while this thread dials the databases and the history opens on
@@ -361,7 +365,14 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
             action: "start the thread that loads the component".into(),
             source: e,
         })?;
-    let host = Host::without_runtime(config).single_run();
+    let json = args.json;
+    let host = Host::without_runtime(config)
+        .single_run()
+        .on_stuck(Arc::new(move |record: &RunRecord| {
+            report(record, exit::TRAPPED, json);
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            std::process::exit(i32::from(exit::TRAPPED));
+        }));
     // SIGINT/SIGTERM cancel the run: the flow is stopped, its transactions rolled back, and
     // the run recorded as cancelled before the pools close and the process exits 130/143.
     // Preparing the databases is never cut short (a migration is not left half-applied); a
@@ -424,21 +435,28 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
     let record = result?;
     let code = match (&record.error, signal) {
         (None, _) => exit::OK,
-        (Some(failure), signal) => {
-            eprintln!("error: {}", failure.message);
-            match (failure.kind.as_str(), signal) {
-                ("cancelled", Some(signal)) => signal.exit_code(),
-                ("flow-error" | "bad-output", _) => exit::FLOW_FAILED,
-                _ => exit::TRAPPED,
-            }
-        }
+        (Some(failure), signal) => match (failure.kind.as_str(), signal) {
+            ("cancelled", Some(signal)) => signal.exit_code(),
+            ("flow-error" | "bad-output", _) => exit::FLOW_FAILED,
+            _ => exit::TRAPPED,
+        },
     };
-    if args.json {
+    report(&record, code, args.json);
+    Ok(code)
+}
+
+/// Tells how a run ended: the error on stderr; the output (or with `--json`, the envelope
+/// with the record) on stdout.
+fn report(record: &RunRecord, code: u8, json: bool) {
+    if let Some(failure) = &record.error {
+        eprintln!("error: {}", failure.message);
+    }
+    if json {
         let error = record.error.as_ref().map(|f| envelope::ErrorBody {
             kind: f.kind.clone(),
             message: f.message.clone(),
         });
-        envelope::print(error, code, &record);
+        envelope::print(error, code, record);
     } else if record.status == RunStatus::Succeeded {
         let output = record.output.as_ref().expect("a succeeded run has output");
         println!(
@@ -446,7 +464,6 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
             serde_json::to_string_pretty(output).expect("JSON values serialize")
         );
     }
-    Ok(code)
 }
 
 /// What to say when the component to run is not there: the flows that are, and how to build.

@@ -67,6 +67,8 @@ pub(super) async fn serve(
             // Fuel is an engine setting: on when any flow in the folder asks for a fuel limit.
             fuel: any_flow_uses_fuel(&args.flows_dir),
             max_concurrent_instances: Some(args.max_concurrent_runs),
+            // Many runs share the process: a stuck one must be stopped where it is.
+            interruptible: true,
         },
     )?
     .with_history(history, "serve");

@@ -511,7 +511,12 @@ impl RunHistory {
 
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let mut conn = self.conn().await?;
-        conn.host_execute(&self.db, &self.sql(sql), params).await
+        let result = conn.host_execute(&self.db, &self.sql(sql), params).await;
+        // Back in the pool before this returns, not later on a task of the caller's runtime:
+        // a run stuck in guest code holds that runtime's thread, and its record is then
+        // finished from another thread (see `Host::on_stuck`), which needs this connection.
+        conn.release().await;
+        result
     }
 
     /// `$n` parameters in the backend's syntax (SQLite takes `?n`).

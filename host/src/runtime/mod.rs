@@ -9,6 +9,9 @@ pub mod packed;
 pub mod resources;
 mod state;
 mod trap;
+mod watchdog;
+
+pub use watchdog::StuckHandler;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +34,11 @@ use crate::manifest::Limits;
 
 /// How often the deadline clock ticks; a run's deadline is accurate to about this much.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How long past its deadline a run that is not interruptible may take before the watchdog
+/// takes over: a run waiting in a host call is stopped by the call's own timeout (the
+/// deadline plus a second), which must win; only a run stuck in guest code gets this far.
+const STUCK_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a component could not be loaded or a run did not produce a result.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +102,11 @@ pub struct RuntimeOptions {
     /// pooling allocator, sized for `n` (memory, tables and stacks reserved once, reused by
     /// every run: instantiation is several times cheaper); `None` maps them per run.
     pub max_concurrent_instances: Option<u32>,
+    /// Whether guest code checks the engine's epoch, so that a deadline or a cancel stops it
+    /// wherever it is. Without (a process that runs one flow, `flowhost run`), a run stuck in
+    /// guest code past its deadline is handed to the run's [`StuckHandler`], which records it
+    /// and ends the process; the checks cost about a quarter of a flow's instructions.
+    pub interruptible: bool,
 }
 
 /// Runs instantiated at once unless told otherwise: the pool reserves address space (about
@@ -106,6 +119,7 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             fuel: false,
             max_concurrent_instances: Some(DEFAULT_CONCURRENT_INSTANCES),
+            interruptible: true,
         }
     }
 }
@@ -144,7 +158,7 @@ impl FlowComponent {
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(options.interruptible);
         config.consume_fuel(options.fuel);
         // So `perf` can name a flow's functions: wasmtime writes /tmp/perf-<pid>.map as code loads.
         if std::env::var_os("FLOWHOST_PERF_MAP").is_some() {
@@ -172,18 +186,20 @@ impl Runtime {
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (weak_engine, stop) = (engine.weak(), ticker_stop.clone());
-        std::thread::Builder::new()
-            .name("flowhost-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak_engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+        if options.interruptible {
+            std::thread::Builder::new()
+                .name("flowhost-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match weak_engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
                     }
-                }
-            })
-            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+                })
+                .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        }
         let slots = options
             .max_concurrent_instances
             .map(|runs| Arc::new(tokio::sync::Semaphore::new(runs as usize)));
@@ -276,6 +292,7 @@ impl Runtime {
             input,
             cancel,
             keep_connections,
+            on_stuck,
         } = call;
         // Held until the store is gone (the end of this function), so its slot is free again.
         let _slot = match &self.slots {
@@ -300,9 +317,27 @@ impl Runtime {
         state.prestart_sessions();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        let watchdog = if self.options.interruptible {
+            let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_trap();
+            None
+        } else {
+            let Some(on_stuck) = on_stuck.cloned() else {
+                return Err(RuntimeError::Engine(
+                    "a run that cannot be interrupted needs a handler for its deadline".into(),
+                ));
+            };
+            let timeout = RuntimeError::Trapped {
+                flow: flow.to_owned(),
+                kind: TrapKind::Timeout,
+                message: trap::timeout_message(limits),
+            };
+            Some(
+                watchdog::Watchdog::arm(deadline + STUCK_GRACE, move || on_stuck(timeout))
+                    .map_err(|e| RuntimeError::Engine(e.to_string()))?,
+            )
+        };
         if self.options.fuel {
             store
                 .set_fuel(limits.fuel.unwrap_or(u64::MAX))
@@ -322,6 +357,15 @@ impl Runtime {
             outcome = call => Some(outcome),
             () = cancel.cancelled() => None,
         };
+        if let Some(watchdog) = watchdog
+            && !watchdog.disarm()
+        {
+            // The deadline passed while the guest held this thread: the handler is recording
+            // the run and ending the process. Nothing here may report it a second time.
+            loop {
+                std::thread::park();
+            }
+        }
 
         let mut state = store.into_data();
         // Drop the guest's handles first: that stops cursor readers, freeing their sessions.
@@ -380,7 +424,7 @@ impl Runtime {
 
 /// Who a run is and what it is given: the flow's name and the run's id (in every log line),
 /// its input (JSON text), and what cancels it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RunCall<'a> {
     pub flow: &'a str,
     pub run_id: &'a str,
@@ -389,6 +433,9 @@ pub struct RunCall<'a> {
     /// Whether the run's connections go back to their pools, reset for the next run, or are
     /// closed (see [`crate::db::Session::close`]): a process that runs once closes them.
     pub keep_connections: bool,
+    /// What ends a run stuck past its deadline when the runtime is not interruptible
+    /// ([`RuntimeOptions::interruptible`]); required then, unused otherwise.
+    pub on_stuck: Option<&'a StuckHandler>,
 }
 
 /// The pooling allocator's slots for `runs` concurrent runs. A flow component built by Rust
