@@ -285,6 +285,9 @@ impl Host {
             origin,
             started_at: &started_at,
         };
+        // Written before the run starts, not beside it: a run that never yields this thread
+        // (stuck in its own code, then ended with the process) or that is killed must already
+        // have its record, and the write needs this thread to make progress.
         if let Err(e) = history.start(&new_run).await {
             tracing::warn!(run = %run_id, "the run is not recorded in the history: {e}");
         }
