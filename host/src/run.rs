@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sha2::Digest as _;
@@ -15,7 +15,7 @@ use sha2::Digest as _;
 use crate::config::Config;
 use tokio::sync::OnceCell;
 
-use crate::db::{Database, DatabaseSet};
+use crate::db::{Database, DatabaseSet, SessionStart, start_session};
 use crate::history::{self, NewRun, Outcome, RunHistory, RunState, capture::Capture};
 use crate::manifest::{self, Access, Manifest};
 use crate::migrate::{self, MigrateOptions};
@@ -118,6 +118,9 @@ pub struct PreparedGrants {
     grants: HashMap<String, Grant>,
     /// Migrations applied while preparing, as `database: script`.
     migrations_applied: Vec<String>,
+    /// In a process that runs once, each grant's session, being set up on the connection
+    /// that checked its database (see [`Host::prepare`]).
+    started: HashMap<String, SessionStart>,
 }
 
 /// A grant as prepared: the database, the mode, and the migrations folder with a fingerprint
@@ -338,6 +341,7 @@ impl Host {
         let PreparedGrants {
             grants,
             migrations_applied,
+            started: sessions,
         } = match prepared {
             Some(prepared) => prepared?,
             None => self.prepare(manifest).await?,
@@ -382,6 +386,7 @@ impl Host {
                     cancel,
                     keep_connections: !self.single_run,
                     on_stuck: on_stuck.as_ref(),
+                    sessions,
                 },
             )
             .await;
@@ -457,15 +462,17 @@ impl Host {
             manifest
                 .databases
                 .iter()
-                .map(|(name, grant)| self.prepare_grant(name, grant)),
+                .map(|(name, grant)| self.prepare_grant(name, grant, &manifest.limits)),
         )
         .await;
         let mut grants = HashMap::new();
         let mut migrations_applied = Vec::new();
+        let mut started = HashMap::new();
         // Errors in the manifest's order, whichever finished first.
         for ((name, grant), outcome) in manifest.databases.iter().zip(prepared) {
-            let (database, applied) = outcome?;
+            let (database, applied, start) = outcome?;
             migrations_applied.extend(applied);
+            started.extend(start.map(|start| (name.clone(), start)));
             grants.insert(
                 name.clone(),
                 Grant {
@@ -477,17 +484,22 @@ impl Host {
         Ok(PreparedGrants {
             grants,
             migrations_applied,
+            started,
         })
     }
 
     /// The database of one grant, checked (it answers) and migrated (when the flow owns its
     /// migrations) on the first run that needs it in this process; later runs reuse the
-    /// outcome. Returns the migrations this call applied, as `database: script`.
+    /// outcome. Returns the migrations this call applied, as `database: script`, and in a
+    /// process that runs once the flow's session, already being set up on the connection the
+    /// check used: its round trip then overlaps the other databases' checks and the run's
+    /// start instead of following them.
     async fn prepare_grant(
         &self,
         name: &str,
         grant: &manifest::Grant,
-    ) -> Result<(Arc<Database>, Vec<String>), crate::Error> {
+        limits: &manifest::Limits,
+    ) -> Result<(Arc<Database>, Vec<String>, Option<SessionStart>), crate::Error> {
         let database = self.databases.for_grant(name, grant.access).await?;
         let key = GrantKey {
             database: name.to_owned(),
@@ -502,6 +514,7 @@ impl Host {
             prepared.entry(key).or_default().clone()
         };
         let mut applied = Vec::new();
+        let mut checked_on = None;
         cell.get_or_try_init(|| async {
             // A connection dialled for this check has just passed the server's startup and
             // authentication: that is the answer, and a `SELECT 1` would only add a round
@@ -516,7 +529,7 @@ impl Host {
                 conn.run_raw(&database, "SELECT 1").await?;
             }
             let Some(dir) = &grant.migrations else {
-                conn.release().await;
+                checked_on = Some(conn);
                 return Ok(());
             };
             let mut options = MigrateOptions::for_current_user();
@@ -529,10 +542,11 @@ impl Host {
             // and the locked path (a connection of its own, the lock, the history again) is
             // skipped.
             let status = migrate::status_on(&mut conn, &database, Some(dir), &options).await?;
-            conn.release().await;
             if up_to_date(&status) {
+                checked_on = Some(conn);
                 return Ok(());
             }
+            conn.release().await;
             let report = migrate::migrate(&database, dir, &options).await?;
             applied.extend(
                 report
@@ -543,7 +557,26 @@ impl Host {
             Ok::<_, crate::Error>(())
         })
         .await?;
-        Ok((database, applied))
+        if !self.single_run {
+            // A long-running host starts each run's sessions as that run starts.
+            if let Some(conn) = checked_on {
+                conn.release().await;
+            }
+            return Ok((database, applied, None));
+        }
+        // The run's own deadline is not set yet; it starts within milliseconds with the same
+        // timeout, and the host holds every call to that deadline whatever the server's limit.
+        let statement_timeout = [limits.statement_timeout, database.statement_timeout()]
+            .into_iter()
+            .flatten()
+            .fold(limits.timeout, Duration::min);
+        let start = start_session(
+            database.clone(),
+            checked_on,
+            grant.access == Access::ReadOnly,
+            statement_timeout,
+        );
+        Ok((database, applied, Some(start)))
     }
 
     /// Closes every pool, the run history's too, so servers see clean disconnects.

@@ -154,8 +154,9 @@ fn a_transaction_left_open_by_a_panicking_flow_is_rolled_back() {
     );
 }
 
-#[test]
-fn transactions_commit_roll_back_and_batches_are_all_or_nothing() {
+/// A database with an empty `work (id int PRIMARY KEY, note text)` table, and a project
+/// whose `rpa_db` is it.
+fn work_table() -> (PgDatabase, Project) {
     let db = PgDatabase::create();
     db.exec("CREATE TABLE work (id int PRIMARY KEY, note text)");
     let project = Project::new();
@@ -163,8 +164,57 @@ fn transactions_commit_roll_back_and_batches_are_all_or_nothing() {
         ".env",
         &format!("DEVELOPMENT_GLOBAL_RPA_DB_CONNECTION_STRING={}\n", db.url()),
     );
-    let set =
-        |id: i64| json!({ "id": v("int", json!(id)), "note": v("text", json!(format!("n{id}"))) });
+    (db, project)
+}
+
+/// A `work` row as a batch's parameter set.
+fn work_row(id: i64) -> serde_json::Value {
+    json!({ "id": v("int", json!(id)), "note": v("text", json!(format!("n{id}"))) })
+}
+
+#[test]
+fn batches_in_a_transaction_keep_it_usable_and_end_with_it() {
+    // A batch in the flow's transaction runs under a savepoint that is released with the
+    // transaction's next statement, or not at all when a commit or rollback comes next.
+    let (db, project) = work_table();
+    let insert = "INSERT INTO work (id, note) VALUES (:id, :note)";
+    let results = probe_results(&project.run_probe(
+        &[("rpa_db", "read-write")],
+        json!([
+            { "op": "begin", "db": "rpa_db" },
+            { "op": "batch", "db": "rpa_db", "sql": insert, "param_sets": [work_row(1), work_row(2)], "tx": true },
+            { "op": "batch", "db": "rpa_db", "sql": insert, "param_sets": [work_row(3), work_row(1)], "tx": true },
+            { "op": "execute", "db": "rpa_db", "sql": "INSERT INTO work (id) VALUES (4)", "tx": true },
+            { "op": "batch", "db": "rpa_db", "sql": insert, "param_sets": [work_row(5)], "tx": true },
+            { "op": "batch", "db": "rpa_db", "sql": insert, "param_sets": [work_row(6), work_row(7)], "tx": true },
+            { "op": "commit", "db": "rpa_db" },
+            { "op": "begin", "db": "rpa_db" },
+            { "op": "batch", "db": "rpa_db", "sql": insert, "param_sets": [work_row(8)], "tx": true },
+            { "op": "rollback", "db": "rpa_db" },
+            { "op": "begin", "db": "rpa_db" },
+            { "op": "batch", "db": "rpa_db", "sql": insert, "param_sets": [work_row(9)], "tx": true },
+            { "op": "query", "db": "rpa_db", "sql": "SELECT count(*)::int AS n FROM work", "tx": true },
+            { "op": "commit", "db": "rpa_db" },
+        ]),
+    ));
+    assert_eq!(results[1]["ok"]["affected"], 2, "{results:?}");
+    assert_eq!(results[2]["error"]["code"], "23505", "{results:?}");
+    assert_eq!(results[3]["ok"]["affected"], 1, "{results:?}");
+    assert_eq!(results[5]["ok"]["affected"], 2, "{results:?}");
+    assert!(results[6].get("error").is_none(), "commit: {results:?}");
+    assert!(results[9].get("error").is_none(), "rollback: {results:?}");
+    // Inside the transaction, its own batches are visible: 1, 2, 4, 5, 6, 7 and 9.
+    assert_eq!(results[12]["ok"]["rows"][0][0]["v"], 7, "{results:?}");
+    assert!(results[13].get("error").is_none(), "commit: {results:?}");
+    assert_eq!(
+        db.column("SELECT string_agg(id::text, ',' ORDER BY id) FROM work"),
+        vec![Some("1,2,4,5,6,7,9".into())]
+    );
+}
+
+#[test]
+fn transactions_commit_roll_back_and_batches_are_all_or_nothing() {
+    let (db, project) = work_table();
     let results = probe_results(&project.run_probe(
         &[("rpa_db", "read-write")],
         json!([
@@ -176,9 +226,9 @@ fn transactions_commit_roll_back_and_batches_are_all_or_nothing() {
             { "op": "execute", "db": "rpa_db", "sql": "INSERT INTO work (id) VALUES (2)", "tx": true },
             { "op": "commit", "db": "rpa_db" },
             { "op": "batch", "db": "rpa_db", "sql": "INSERT INTO work (id, note) VALUES (:id, :note)",
-              "param_sets": [set(10), set(11), set(2), set(12)] },
+              "param_sets": [work_row(10), work_row(11), work_row(2), work_row(12)] },
             { "op": "batch", "db": "rpa_db", "sql": "INSERT INTO work (id, note) VALUES (:id, :note)",
-              "param_sets": [set(20), set(21)] },
+              "param_sets": [work_row(20), work_row(21)] },
             { "op": "cursor", "db": "rpa_db", "sql": "SELECT id FROM work ORDER BY id", "batch": 1 },
         ]),
     ));

@@ -41,7 +41,9 @@ pub use driver::{DriverConn, DriverPool};
 pub use error::{DbError, Redactor};
 pub use host_sql::{FromValue, HostRow, text_value, timestamp_value};
 pub use packed_rows::{PackedRows, PackedStream};
-pub use session::{CursorStream, Route, Session, SessionLimits, SharedSession};
+pub use session::{
+    CursorStream, Route, Session, SessionLimits, SessionStart, SharedSession, start_session,
+};
 pub use statement::{Statement, bind_order};
 pub use value_ref::{BatchRows, ValueRef};
 
@@ -308,6 +310,19 @@ impl Database {
     /// What the database said about the functions read-only statements call (PostgreSQL).
     fn function_verdicts(&self) -> &postgres_session::FunctionVerdicts {
         &self.functions
+    }
+
+    /// Learns, on a read-only session's connection, what the operators most statements use
+    /// (`=`, `<`, `LIKE`, `||`, ...) are, so a statement's own check finds them known. Only a
+    /// head start: a failure here is left for that check to meet and report.
+    pub(crate) async fn learn_common_operators(&self, conn: &mut Conn) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let common = crate::sql::postgres::common_operators();
+        if let Err(e) = conn.check_functions(self, &common).await {
+            tracing::debug!(database = %self.name(), error = %e, "common operators not learned");
+        }
     }
 
     /// The scrubber for text that came from this database's driver.

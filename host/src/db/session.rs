@@ -84,7 +84,46 @@ pub struct Session {
     /// The last read-only statement ran user-defined code (see [`Session::check_functions`]).
     reassert_read_only: bool,
     /// A connection being set up ahead of the first statement (see [`Session::prestart`]).
-    warm: Option<tokio::task::JoinHandle<Result<(Conn, ServerSession), DbError>>>,
+    warm: Option<SessionStart>,
+    /// The savepoint of the last batch in the open transaction, still to be released. It is
+    /// released before the transaction's next statement, and never when a commit or rollback
+    /// comes next, which ends it anyway: a batch followed by a commit, the usual shape,
+    /// costs one round trip less.
+    unreleased: Option<String>,
+}
+
+/// A guest session's connection being set up on a task of its own: what
+/// [`Session::prestart`] waits for at the flow's first statement.
+pub type SessionStart = tokio::task::JoinHandle<Result<(Conn, ServerSession), DbError>>;
+
+/// Sets up a guest session (see [`Conn::start_session`]) on `conn`, or on a connection taken
+/// from the pool, on a task of its own. A read-only PostgreSQL session also learns what the
+/// common operators are (see [`Database::learn_common_operators`]), so that a flow's first
+/// `WHERE a = $1` does not wait for that catalog read.
+pub fn start_session(
+    db: Arc<Database>,
+    conn: Option<Conn>,
+    read_only: bool,
+    statement_timeout: Duration,
+) -> SessionStart {
+    tokio::spawn(async move {
+        let mut conn = match conn {
+            Some(conn) => conn,
+            None => db.acquire().await?,
+        };
+        match conn.start_session(&db, read_only, statement_timeout).await {
+            Ok(server) => {
+                if read_only {
+                    db.learn_common_operators(&mut conn).await;
+                }
+                Ok((conn, server))
+            }
+            Err(e) => {
+                conn.discard().await;
+                Err(e)
+            }
+        }
+    })
 }
 
 /// Which guest handle a call came through.
@@ -108,28 +147,27 @@ impl Session {
             lost_tx: false,
             reassert_read_only: false,
             warm: None,
+            unreleased: None,
         }))
     }
 
     /// Starts taking and setting up this session's connection on a task of its own, so the
-    /// first statement finds it ready. `flowhost run` does this for every grant as its run
-    /// starts: the session's round trip then overlaps instantiation and the flow's work on
-    /// its other databases. A failed start is retried, and reported, by the first statement.
-    pub fn prestart(&mut self) {
+    /// first statement finds it ready, or adopts `started`, a set-up already under way.
+    /// `flowhost run` does this for every grant as its run starts, with the set-up
+    /// `Host::prepare` began on the connection it checked the database with: the session's
+    /// round trip then overlaps the other database's checks, instantiation and the flow's
+    /// work elsewhere. A failed start is retried, and reported, by the first statement.
+    pub fn prestart(&mut self, started: Option<SessionStart>) {
         if self.conn.is_some() || self.warm.is_some() {
             return;
         }
-        let (db, read_only) = (self.db.clone(), self.access == Access::ReadOnly);
-        let timeout = self.server_statement_timeout();
-        self.warm = Some(tokio::spawn(async move {
-            let mut conn = db.acquire().await?;
-            match conn.start_session(&db, read_only, timeout).await {
-                Ok(server) => Ok((conn, server)),
-                Err(e) => {
-                    conn.discard().await;
-                    Err(e)
-                }
-            }
+        self.warm = Some(started.unwrap_or_else(|| {
+            start_session(
+                self.db.clone(),
+                None,
+                self.access == Access::ReadOnly,
+                self.server_statement_timeout(),
+            )
         }));
     }
 
@@ -197,6 +235,12 @@ impl Session {
                     return Err(lost_transaction(self.name()));
                 }
             }
+        }
+        if self.tx.is_none() {
+            self.unreleased = None;
+        }
+        if let (Some(release), Some(conn)) = (self.unreleased.take(), self.conn.as_mut()) {
+            conn.run_raw(&self.db, &release).await?;
         }
         // A pooled connection the server ended while it sat idle (a restart) fails as the
         // session is set up, before the flow ran anything on it: it is thrown away and another
@@ -407,6 +451,8 @@ impl Session {
             backend.rollback_sql()
         };
         let db = self.db.clone();
+        // Ending the transaction releases every savepoint in it.
+        self.unreleased = None;
         self.conn().await?;
         // Whatever happens below, this transaction is over: a failed COMMIT has rolled back.
         self.tx = None;

@@ -138,7 +138,8 @@ impl Session {
         }
         self.check_functions(&stmt).await?;
         let backend = self.db.backend();
-        let (open, keep, undo) = if self.tx.is_some() {
+        let in_transaction = self.tx.is_some();
+        let (open, keep, undo) = if in_transaction {
             (
                 backend.savepoint_sql(BATCH_SAVEPOINT),
                 backend.release_savepoint_sql(BATCH_SAVEPOINT),
@@ -206,8 +207,11 @@ impl Session {
                 result
             }
         };
-        match (&result, &keep) {
-            (Ok(_), Some(keep)) => conn.run_raw(&db, keep).await?,
+        match (&result, keep) {
+            // In the flow's transaction, the savepoint is released with its next statement,
+            // or not at all when a commit or rollback comes next (see `Session::unreleased`).
+            (Ok(_), Some(release)) if in_transaction => self.unreleased = Some(release),
+            (Ok(_), Some(commit)) => conn.run_raw(&db, &commit).await?,
             (Ok(_), None) => {}
             (Err(_), _) => conn.run_raw(&db, &undo).await?,
         }

@@ -30,6 +30,7 @@ pub use log::RECORD_LIMIT;
 pub use state::{Grant, HostState};
 
 use crate::bindings::{Flow, FlowPre};
+use crate::db::SessionStart;
 use crate::manifest::Limits;
 
 /// How often the deadline clock ticks; a run's deadline is accurate to about this much.
@@ -293,6 +294,7 @@ impl Runtime {
             cancel,
             keep_connections,
             on_stuck,
+            sessions,
         } = call;
         // Held until the store is gone (the end of this function), so its slot is free again.
         let _slot = match &self.slots {
@@ -314,7 +316,7 @@ impl Runtime {
         let deadline = std::time::Instant::now() + limits.timeout;
         let mut state = HostState::new(grants, store_limits, *limits, deadline, flow, run_id);
         state.keep_connections = keep_connections;
-        state.prestart_sessions();
+        state.prestart_sessions(sessions);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let watchdog = if self.options.interruptible {
@@ -424,7 +426,6 @@ impl Runtime {
 
 /// Who a run is and what it is given: the flow's name and the run's id (in every log line),
 /// its input (JSON text), and what cancels it.
-#[derive(Clone, Copy)]
 pub struct RunCall<'a> {
     pub flow: &'a str,
     pub run_id: &'a str,
@@ -436,6 +437,9 @@ pub struct RunCall<'a> {
     /// What ends a run stuck past its deadline when the runtime is not interruptible
     /// ([`RuntimeOptions::interruptible`]); required then, unused otherwise.
     pub on_stuck: Option<&'a StuckHandler>,
+    /// Sessions already being set up, by grant (see [`crate::db::Session::prestart`]); only
+    /// used where connections are not kept.
+    pub sessions: HashMap<String, SessionStart>,
 }
 
 /// The pooling allocator's slots for `runs` concurrent runs. A flow component built by Rust

@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::log::{RunLog, Stream};
 
 use crate::bindings::types::DbError;
-use crate::db::{Database, Session, SessionLimits, SharedSession};
+use crate::db::{Database, Session, SessionLimits, SessionStart, SharedSession};
 use crate::manifest::{Access, Limits};
 
 /// A database this run may open, resolved before the guest starts.
@@ -156,7 +156,7 @@ impl HostState {
     /// flow's first `open` of each takes it. Only where connections are not kept: in a host
     /// that serves many runs, a grant the flow does not open this time would hold a pooled
     /// connection for nothing.
-    pub(crate) fn prestart_sessions(&mut self) {
+    pub(crate) fn prestart_sessions(&mut self, mut started: HashMap<String, SessionStart>) {
         if self.keep_connections {
             return;
         }
@@ -165,7 +165,7 @@ impl HostState {
             session
                 .try_lock()
                 .expect("a session nobody else holds yet")
-                .prestart();
+                .prestart(started.remove(name));
             self.sessions.push(session.clone());
             self.prestarted.insert(name.clone(), session);
         }

@@ -136,20 +136,72 @@ const MAX_DEPTH: usize = 200_000;
 /// small stack. The memory is reserved, not touched, unless a statement is that deep.
 const CHECKER_STACK: usize = 256 << 20;
 
-/// Parses `sql` (one statement, `$n` placeholders) and checks it against a grant.
+/// Parses `sql` (one statement, `$n` placeholders) and checks it against a grant, on a
+/// checker thread (see [`CHECKER_STACK`]).
 pub fn check(sql: &str, read_only: bool) -> Result<Checked, Refusal> {
-    let sql = sql.to_owned();
-    std::thread::Builder::new()
-        .name("flowhost-sql-check".into())
-        .stack_size(CHECKER_STACK)
-        .spawn(move || check_here(&sql, read_only))
-        .map_err(|e| Refusal::Syntax(format!("the statement cannot be checked: {e}")))?
-        .join()
-        .unwrap_or_else(|_| {
-            Err(Refusal::Syntax(
-                "the statement could not be checked (the checker failed)".into(),
-            ))
-        })
+    let failed =
+        || Refusal::Syntax("the statement could not be checked (the checker failed)".into());
+    let checker = Checker::take()
+        .map_err(|e| Refusal::Syntax(format!("the statement cannot be checked: {e}")))?;
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    checker
+        .jobs
+        .send((sql.to_owned(), read_only, reply))
+        .map_err(|_| failed())?;
+    let result = answer.recv().map_err(|_| failed())?;
+    checker.give_back();
+    result
+}
+
+/// A job for a checker thread: the statement, the grant's mode, where the verdict goes.
+type CheckJob = (
+    String,
+    bool,
+    std::sync::mpsc::SyncSender<Result<Checked, Refusal>>,
+);
+
+/// A checker thread waiting for statements. Threads are kept and reused: starting one (and
+/// reserving, then releasing, its stack) for every statement cost a run's first statements
+/// a thread start each, where one check takes tens of microseconds.
+struct Checker {
+    jobs: std::sync::mpsc::Sender<CheckJob>,
+}
+
+/// Idle checkers; at most [`IDLE_CHECKERS`] are kept.
+static IDLE: std::sync::Mutex<Vec<Checker>> = std::sync::Mutex::new(Vec::new());
+const IDLE_CHECKERS: usize = 4;
+
+impl Checker {
+    /// An idle checker, or a new one when all are busy (checks on other threads).
+    fn take() -> std::io::Result<Checker> {
+        if let Some(idle) = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(idle);
+        }
+        let (jobs, queue) = std::sync::mpsc::channel::<CheckJob>();
+        std::thread::Builder::new()
+            .name("flowhost-sql-check".into())
+            .stack_size(CHECKER_STACK)
+            .spawn(move || {
+                for (sql, read_only, reply) in queue {
+                    // A panic fails this check, not the checker.
+                    let verdict = std::panic::catch_unwind(|| check_here(&sql, read_only));
+                    let verdict = verdict.unwrap_or_else(|_| {
+                        Err(Refusal::Syntax(
+                            "the statement could not be checked (the checker failed)".into(),
+                        ))
+                    });
+                    let _ = reply.send(verdict);
+                }
+            })?;
+        Ok(Checker { jobs })
+    }
+
+    fn give_back(self) {
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_CHECKERS {
+            idle.push(self);
+        }
+    }
 }
 
 fn check_here(sql: &str, read_only: bool) -> Result<Checked, Refusal> {
@@ -593,8 +645,12 @@ pub fn function_allowed(f: &FunctionName, volatilities: &[char]) -> bool {
 
 /// The catalog query that resolves what statements call, for the kinds in `kinds` (in that
 /// order, `$1`, `$2`, ... each a `text[]` of function names, operator symbols or cast target
-/// types): each candidate's kind (`f` function, `o` operator, `c` cast), schema, name and
-/// volatility.
+/// types): one row per kind (`f` function, `o` operator, `c` cast), schema and name, with the
+/// volatilities of all its overloads in one string (`"is"`; one whose function is missing
+/// counts as `v`).
+///
+/// Why one row per name rather than per overload: `=` alone has 63 overloads in `pg_catalog`,
+/// and decoding a row costs the host more than the server's grouping does.
 ///
 /// Why only the kinds asked for, and lookups by oid rather than joins: the query runs on the
 /// session's connection, usually a backend that has just started, and every catalog it opens
@@ -611,29 +667,47 @@ pub fn function_volatility_sql(kinds: &[CallKind]) -> String {
         .enumerate()
         .map(|(i, kind)| {
             let p = i + 1;
-            match kind {
+            let candidates = match kind {
                 CallKind::Function => format!(
-                    "SELECT 'f', {SCHEMA_OF}p.pronamespace), p.proname::text, p.provolatile::text \
+                    "SELECT {SCHEMA_OF}p.pronamespace), p.proname::text, p.provolatile::text \
                      FROM pg_catalog.pg_proc p WHERE p.proname = ANY(${p})"
                 ),
                 // An operator without a function (a shell) cannot be called.
                 CallKind::Operator => format!(
-                    "SELECT 'o', {SCHEMA_OF}o.oprnamespace), o.oprname::text, \
+                    "SELECT {SCHEMA_OF}o.oprnamespace), o.oprname::text, \
                      {VOLATILITY_OF}o.oprcode) FROM pg_catalog.pg_operator o \
                      WHERE o.oprname = ANY(${p}) AND o.oprcode::oid <> 0"
                 ),
                 // A cast without a function (binary coercible, I/O conversion) runs no code
                 // of anyone's.
                 CallKind::Cast => format!(
-                    "SELECT 'c', {SCHEMA_OF}t.typnamespace), t.typname::text, \
+                    "SELECT {SCHEMA_OF}t.typnamespace), t.typname::text, \
                      {VOLATILITY_OF}c.castfunc) FROM pg_catalog.pg_cast c \
                      JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
                      WHERE t.typname = ANY(${p}) AND c.castfunc <> 0"
                 ),
-            }
+            };
+            format!(
+                "SELECT '{}', c.s, c.n, string_agg(DISTINCT coalesce(c.v, 'v'), '') \
+                 FROM ({candidates}) c(s, n, v) GROUP BY c.s, c.n",
+                kind.tag()
+            )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
+}
+
+/// The operators most read-only statements use: comparisons (also `IN`'s and `BETWEEN`'s),
+/// `LIKE` and `ILIKE`, concatenation and arithmetic. A read-only session learns what they are
+/// as it starts (see [`crate::db::Database::learn_common_operators`]), before its first
+/// statement needs them.
+pub fn common_operators() -> Vec<FunctionName> {
+    [
+        "=", "<>", "<", ">", "<=", ">=", "~~", "~~*", "!~~", "||", "+", "-", "*", "/",
+    ]
+    .iter()
+    .filter_map(|op| FunctionName::new(CallKind::Operator, &[op]))
+    .collect()
 }
 
 impl CallKind {
