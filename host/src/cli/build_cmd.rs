@@ -95,14 +95,8 @@ pub(super) fn build(args: &BuildArgs, cache_dir: PathBuf) -> Result<u8, Error> {
                 .limits
                 .fuel
                 .is_some();
-        Runtime::new(RuntimeOptions {
-            cache_dir: Some(cache_dir.clone()),
-            fuel,
-            max_concurrent_instances: Some(1),
-            // As `flowhost run` compiles it, so that its first run finds it in the cache.
-            interruptible: false,
-        })?
-        .load(&placed)?;
+        // As `flowhost run` compiles it, so that its first run finds it in the cache.
+        Runtime::new(RuntimeOptions::single_run(cache_dir.clone(), fuel))?.load(&placed)?;
         let size = std::fs::metadata(&placed).map(|m| m.len()).unwrap_or(0);
         let shown = placed.strip_prefix(&root).unwrap_or(&placed).display();
         println!("built {shown} ({} KiB, precompiled)", size.div_ceil(1024));

@@ -145,13 +145,11 @@ fn check_component(
         );
         return;
     }
-    let loaded = Runtime::new(RuntimeOptions {
-        cache_dir: Some(cache_dir),
-        fuel: manifest.is_some_and(|m| m.limits.fuel.is_some()),
-        max_concurrent_instances: Some(1),
-        // As `flowhost run` compiles it, so that a run after the check finds it cached.
-        interruptible: false,
-    })
+    // As `flowhost run` compiles it, so that a run after the check finds it cached.
+    let loaded = Runtime::new(RuntimeOptions::single_run(
+        cache_dir,
+        manifest.is_some_and(|m| m.limits.fuel.is_some()),
+    ))
     .and_then(|runtime| runtime.load(&args.component));
     let component = match loaded {
         Ok(c) => c,

@@ -337,16 +337,10 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
         .clone()
         .unwrap_or_else(|| Manifest::path_beside(&args.component));
     let manifest = Manifest::load(&manifest_path)?;
-    let options = RuntimeOptions {
-        cache_dir: Some(cache_dir(global)),
-        fuel: manifest.limits.fuel.is_some(),
-        // One run per process: a pool of one reserves no more than the run uses.
-        max_concurrent_instances: Some(1),
-        // A flow stuck in its own code past the deadline ends the process (`on_stuck`
-        // below) instead of being interrupted where it is: the interruption checks cost
-        // about a quarter of a flow's instructions.
-        interruptible: false,
-    };
+    // A flow stuck in its own code past the deadline ends the process (`on_stuck` below)
+    // instead of being interrupted where it is: the interruption checks cost about a quarter
+    // of a flow's instructions.
+    let options = RuntimeOptions::single_run(cache_dir(global), manifest.limits.fuel.is_some());
     // The engine is built and the component loaded on a thread of their own (a few
     // milliseconds of CPU), while this thread dials the databases and the history opens on
     // sqlx's thread: a run's start costs the slowest of the three, not their sum, and no
@@ -442,7 +436,19 @@ async fn run(config: Arc<Config>, global: &GlobalArgs, args: RunArgs) -> Result<
         },
     };
     report(&record, code, args.json);
-    Ok(code)
+    // Everything that outlives the run is closed: the history, every connection. What is left
+    // (the engine and its instance pool, the component, the runtime and its threads) the
+    // kernel frees at once on exit, faster than their destructors do one mapping at a time.
+    exit_now(code)
+}
+
+/// Ends the process with `code` once stdout and stderr are flushed, without unwinding the
+/// stack or running destructors (see its callers for why that is safe there).
+fn exit_now(code: u8) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(i32::from(code))
 }
 
 /// Tells how a run ended: the error on stderr; the output (or with `--json`, the envelope

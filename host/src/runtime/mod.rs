@@ -114,6 +114,22 @@ pub struct RuntimeOptions {
 /// 8 GiB per run, untouched until used), not memory.
 pub const DEFAULT_CONCURRENT_INSTANCES: u32 = 256;
 
+impl RuntimeOptions {
+    /// What `flowhost run` runs its one flow with, and what `flowhost build` and `check`
+    /// compile for, so that a run after them finds the component in the cache: no instance
+    /// pool (for one instance, a pool's reservation, and its reset when the run ends, cost
+    /// about a millisecond of CPU that mapping the instance as it is made does not), and no
+    /// interruption checks (see [`RuntimeOptions::interruptible`]).
+    pub fn single_run(cache_dir: PathBuf, fuel: bool) -> RuntimeOptions {
+        RuntimeOptions {
+            cache_dir: Some(cache_dir),
+            fuel,
+            max_concurrent_instances: None,
+            interruptible: false,
+        }
+    }
+}
+
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
