@@ -328,17 +328,26 @@ fn a_single_run_resets_a_dropped_session_before_reuse_and_closes_it_at_the_end()
         { "op": "query", "db": "victim", "sql": INSPECT },
     ]);
     for single_run in [false, true] {
-        let (record, open_after) = block_on(async {
+        let (record, after_run, after_shutdown) = block_on(async {
             let host = Host::new(lab.config.clone(), RuntimeOptions::default()).unwrap();
             let host = if single_run { host.single_run() } else { host };
             let record = lab.run(&host, steps.clone()).await;
-            let mut open = Vec::new();
+            let mut databases = Vec::new();
             for (grant, access) in [("victim", Access::ReadOnly), ("scratch", Access::ReadWrite)] {
-                let db = host.databases().for_grant(grant, access).await.unwrap();
-                open.push(db.pool_status().size);
+                databases.push(host.databases().for_grant(grant, access).await.unwrap());
             }
+            let status = |databases: &[std::sync::Arc<flowhost::db::Database>]| {
+                databases
+                    .iter()
+                    .map(|db| {
+                        let status = db.pool_status();
+                        (status.size, status.idle)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let after_run = status(&databases);
             host.shutdown().await;
-            (record, open)
+            (record, after_run, status(&databases))
         });
         assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
         let results = &record.output.as_ref().unwrap()["results"];
@@ -349,9 +358,19 @@ fn a_single_run_resets_a_dropped_session_before_reuse_and_closes_it_at_the_end()
             after, before,
             "nothing of the dropped session remains: {results}"
         );
-        // Kept for a next run by a host that serves many; closed by one that runs once,
-        // which also started a session for `scratch` that the flow never opened.
-        let expected_open = if single_run { [0, 0] } else { [1, 1] };
-        assert_eq!(open_after, expected_open, "single_run = {single_run}");
+        // Kept for a next run by a host that serves many. A host that runs once keeps none
+        // for reuse (none idle): it closes them when it shuts down, after the run is
+        // recorded. It also started a session for `scratch` that the flow never opened.
+        let sizes: Vec<u32> = after_run.iter().map(|(size, _)| *size).collect();
+        assert_eq!(sizes, [1, 1], "single_run = {single_run}: {after_run:?}");
+        if single_run {
+            let idle: Vec<u32> = after_run.iter().map(|(_, idle)| *idle).collect();
+            assert_eq!(idle, [0, 0], "{after_run:?}");
+        }
+        assert_eq!(
+            after_shutdown,
+            [(0, 0), (0, 0)],
+            "single_run = {single_run}"
+        );
     }
 }

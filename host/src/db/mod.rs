@@ -113,6 +113,9 @@ pub struct Database {
     warned_privileged: std::sync::atomic::AtomicBool,
     /// This pool's metric handles (waits, timeouts, statement times).
     metrics: crate::metrics::PoolMetrics,
+    /// Connections of sessions ended in a process about to exit, closed with the pool (see
+    /// [`Database::close_later`]).
+    closing: std::sync::Mutex<Vec<Conn>>,
 }
 
 /// What the host holds of a guest session on its database: how to stop a statement it gave
@@ -214,6 +217,7 @@ impl Database {
             functions: postgres_session::FunctionVerdicts::default(),
             refuse_privileged: cfg.pool.refuse_privileged,
             warned_privileged: std::sync::atomic::AtomicBool::new(false),
+            closing: std::sync::Mutex::new(Vec::new()),
             metrics: crate::metrics::metrics().pool(&cfg.name),
         })
     }
@@ -463,8 +467,22 @@ impl Database {
         }
     }
 
+    /// Closes every connection and refuses new ones.
     pub async fn close(&self) {
+        let closing = std::mem::take(&mut *self.closing.lock().unwrap_or_else(|e| e.into_inner()));
+        futures_util::future::join_all(closing.into_iter().map(Conn::discard)).await;
         self.pool.close().await
+    }
+
+    /// Keeps `conn`, whose session is over, until [`Database::close`] closes it, instead of
+    /// closing it now: in a process about to exit, the run's record is written first, and
+    /// only then do the servers start ending their sessions, which would compete with that
+    /// write for the machine. Whatever the session had open is rolled back when it closes.
+    pub fn close_later(&self, conn: Conn) {
+        self.closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
     }
 }
 

@@ -503,7 +503,8 @@ impl Session {
 
     /// Ends the session by closing its connection, for a process about to exit: closing ends
     /// the session on the server, rolling back whatever is open, so the reset's round trip
-    /// that [`Session::finish`] pays to reuse the connection would buy nothing. An interrupted
+    /// that [`Session::finish`] pays to reuse the connection would buy nothing. The connection
+    /// is closed with its pool, after the run is recorded (see [`Database::close_later`]). An interrupted
     /// session still goes through `finish` (its statement is ended on the server), and so
     /// does SQLite's, whose reset costs no round trip.
     pub async fn close(&mut self) {
@@ -519,7 +520,7 @@ impl Session {
         }
         self.tx = None;
         self.server = None;
-        conn.discard().await;
+        self.db.close_later(conn);
     }
 }
 
