@@ -174,8 +174,9 @@ fn work_row(id: i64) -> serde_json::Value {
 
 #[test]
 fn batches_in_a_transaction_keep_it_usable_and_end_with_it() {
-    // A batch in the flow's transaction runs under a savepoint that is released with the
-    // transaction's next statement, or not at all when a commit or rollback comes next.
+    // A batch that is the first statement of the flow's transaction begins it; a later one
+    // runs under a savepoint, released with the transaction's next statement, or not at all
+    // when a commit or rollback comes next.
     let (db, project) = work_table();
     let insert = "INSERT INTO work (id, note) VALUES (:id, :note)";
     let results = probe_results(&project.run_probe(
@@ -195,6 +196,14 @@ fn batches_in_a_transaction_keep_it_usable_and_end_with_it() {
             { "op": "batch", "db": "rpa_db", "sql": insert, "param_sets": [work_row(9)], "tx": true },
             { "op": "query", "db": "rpa_db", "sql": "SELECT count(*)::int AS n FROM work", "tx": true },
             { "op": "commit", "db": "rpa_db" },
+            // A failed batch that was the transaction's first statement leaves it as new.
+            { "op": "begin", "db": "rpa_db" },
+            { "op": "batch", "db": "rpa_db", "sql": insert, "param_sets": [work_row(10), work_row(10)], "tx": true },
+            { "op": "execute", "db": "rpa_db", "sql": "INSERT INTO work (id) VALUES (11)", "tx": true },
+            { "op": "commit", "db": "rpa_db" },
+            // A transaction with no statement in it.
+            { "op": "begin", "db": "rpa_db" },
+            { "op": "commit", "db": "rpa_db" },
         ]),
     ));
     assert_eq!(results[1]["ok"]["affected"], 2, "{results:?}");
@@ -206,9 +215,14 @@ fn batches_in_a_transaction_keep_it_usable_and_end_with_it() {
     // Inside the transaction, its own batches are visible: 1, 2, 4, 5, 6, 7 and 9.
     assert_eq!(results[12]["ok"]["rows"][0][0]["v"], 7, "{results:?}");
     assert!(results[13].get("error").is_none(), "commit: {results:?}");
+    assert_eq!(results[15]["error"]["code"], "23505", "{results:?}");
+    assert_eq!(results[16]["ok"]["affected"], 1, "{results:?}");
+    for i in [17, 18, 19] {
+        assert!(results[i].get("error").is_none(), "step {i}: {results:?}");
+    }
     assert_eq!(
         db.column("SELECT string_agg(id::text, ',' ORDER BY id) FROM work"),
-        vec![Some("1,2,4,5,6,7,9".into())]
+        vec![Some("1,2,4,5,6,7,9,11".into())]
     );
 }
 

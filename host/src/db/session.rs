@@ -90,6 +90,12 @@ pub struct Session {
     /// comes next, which ends it anyway: a batch followed by a commit, the usual shape,
     /// costs one round trip less.
     unreleased: Option<String>,
+    /// The open guest transaction's `BEGIN`, not yet sent: it goes with the transaction's
+    /// first statement, and a batch that comes first needs no savepoint of its own (undoing
+    /// it is undoing the transaction, which holds nothing else yet). A transaction that ends
+    /// without a statement costs no round trip at all. PostgreSQL takes a transaction's
+    /// snapshot at its first statement anyway.
+    unbegun: Option<&'static str>,
 }
 
 /// A guest session's connection being set up on a task of its own: what
@@ -148,6 +154,7 @@ impl Session {
             reassert_read_only: false,
             warm: None,
             unreleased: None,
+            unbegun: None,
         }))
     }
 
@@ -238,6 +245,10 @@ impl Session {
         }
         if self.tx.is_none() {
             self.unreleased = None;
+            self.unbegun = None;
+        }
+        if let (Some(begin), Some(conn)) = (self.unbegun.take(), self.conn.as_mut()) {
+            conn.run_raw(&self.db, begin).await?;
         }
         if let (Some(release), Some(conn)) = (self.unreleased.take(), self.conn.as_mut()) {
             conn.run_raw(&self.db, &release).await?;
@@ -423,21 +434,16 @@ impl Session {
         self.db.backend().begin_sql(kind)
     }
 
-    /// Starts a guest transaction and returns its id.
+    /// Starts a guest transaction and returns its id. The connection is taken now (so a
+    /// database that cannot be reached says so here); `BEGIN` goes with the transaction's
+    /// first statement (see [`Session::unbegun`]).
     pub async fn begin(&mut self) -> Result<u64, DbError> {
         self.check_route(Route::Connection)?;
-        let (db, sql) = (self.db.clone(), self.begin_sql());
         self.conn().await?;
-        self.start_statement();
-        self.conn
-            .as_mut()
-            .expect("connected above")
-            .run_raw(&db, sql)
-            .await?;
-        self.busy = false;
         let id = self.next_tx;
         self.next_tx += 1;
         self.tx = Some(id);
+        self.unbegun = Some(self.begin_sql());
         Ok(id)
     }
 
@@ -453,6 +459,11 @@ impl Session {
         let db = self.db.clone();
         // Ending the transaction releases every savepoint in it.
         self.unreleased = None;
+        if self.unbegun.take().is_some() {
+            // Nothing of it reached the server.
+            self.tx = None;
+            return Ok(());
+        }
         self.conn().await?;
         // Whatever happens below, this transaction is over: a failed COMMIT has rolled back.
         self.tx = None;
@@ -475,7 +486,8 @@ impl Session {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let open = self.tx.take().is_some();
+        let unbegun = self.unbegun.take();
+        let open = self.tx.take().is_some() && unbegun.is_none();
         let interrupted = std::mem::take(&mut self.busy);
         if let Some(watchdog) = self.server.as_ref().and_then(ServerSession::watchdog) {
             watchdog.disarm();
@@ -504,9 +516,9 @@ impl Session {
     /// Ends the session by closing its connection, for a process about to exit: closing ends
     /// the session on the server, rolling back whatever is open, so the reset's round trip
     /// that [`Session::finish`] pays to reuse the connection would buy nothing. The connection
-    /// is closed with its pool, after the run is recorded (see [`Database::close_later`]). An interrupted
-    /// session still goes through `finish` (its statement is ended on the server), and so
-    /// does SQLite's, whose reset costs no round trip.
+    /// is closed with its pool, after the run is recorded (see [`Database::close_later`]).
+    /// An interrupted session still goes through `finish` (its statement is ended on the
+    /// server), and so does SQLite's, whose reset costs no round trip.
     pub async fn close(&mut self) {
         self.adopt_warm().await;
         if self.busy || self.db.backend() == Backend::Sqlite {

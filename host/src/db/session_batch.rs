@@ -138,8 +138,17 @@ impl Session {
         }
         self.check_functions(&stmt).await?;
         let backend = self.db.backend();
+        // A batch that is its transaction's first statement begins it, and is undone by
+        // undoing it (see `Session::unbegun`); one that follows others gets a savepoint.
+        let unbegun = self.unbegun.take();
         let in_transaction = self.tx.is_some();
-        let (open, keep, undo) = if in_transaction {
+        let (open, keep, undo) = if let Some(begin) = unbegun {
+            (
+                begin.to_owned(),
+                None,
+                backend.rollback_if_open_sql().to_owned(),
+            )
+        } else if in_transaction {
             (
                 backend.savepoint_sql(BATCH_SAVEPOINT),
                 backend.release_savepoint_sql(BATCH_SAVEPOINT),
@@ -213,7 +222,11 @@ impl Session {
             (Ok(_), Some(release)) if in_transaction => self.unreleased = Some(release),
             (Ok(_), Some(commit)) => conn.run_raw(&db, &commit).await?,
             (Ok(_), None) => {}
-            (Err(_), _) => conn.run_raw(&db, &undo).await?,
+            (Err(_), _) => {
+                conn.run_raw(&db, &undo).await?;
+                // Undone with the transaction it began, which is as new again.
+                self.unbegun = unbegun;
+            }
         }
         self.busy = false;
         result
