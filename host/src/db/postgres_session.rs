@@ -23,7 +23,9 @@ use crate::sql::postgres::{CallKind, FunctionName, function_allowed, function_vo
 /// Starts a guest session: one round trip that sets the statement timeout, asks the server to
 /// notice a vanished client within a second (so a killed host does not leave statements
 /// running), makes every transaction read-only for a read-only grant, and reads what the reset
-/// and the cancel path need.
+/// and the cancel path need. Whether the role is a superuser comes from the server's own
+/// `is_superuser` setting (it follows the current role), not from `pg_roles`: planning that
+/// view and reading its catalogs cold took a new backend about a millisecond.
 pub async fn start_session(
     conn: &mut PgConnection,
     db: &Database,
@@ -44,7 +46,7 @@ pub async fn start_session(
     sql.push_str(
         "SELECT pg_backend_pid(), session_user::text, \
          current_setting('standard_conforming_strings'), \
-         (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+         current_setting('is_superuser') = 'on', \
          pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') \
          OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') \
          OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')",
