@@ -18,18 +18,20 @@ const ADMIN: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 
 struct Peer {
     name: &'static str,
-    /// Repetitions at 10k rows; 100k gets fewer where a run takes minutes.
+    /// Repetitions at 10k rows; 100k gets fewer where a run takes minutes. A 10k run of
+    /// flowhost or native takes about 0.1 s, where the shared machine's drift is 30-50 ms:
+    /// 21 runs each give a median that a few slow runs do not move.
     reps: [usize; 2],
 }
 
 const PEERS: [Peer; 4] = [
     Peer {
         name: "flowhost run flows/rpa1.wasm",
-        reps: [9, 5],
+        reps: [21, 5],
     },
     Peer {
         name: "native sqlx (rpa1-native)",
-        reps: [9, 5],
+        reps: [21, 5],
     },
     Peer {
         name: "Python, execute_query per row",
