@@ -139,18 +139,20 @@ const CHECKER_STACK: usize = 256 << 20;
 /// Parses `sql` (one statement, `$n` placeholders) and checks it against a grant, on a
 /// checker thread (see [`CHECKER_STACK`]).
 pub fn check(sql: &str, read_only: bool) -> Result<Checked, Refusal> {
-    let failed =
-        || Refusal::Syntax("the statement could not be checked (the checker failed)".into());
     let checker = Checker::take()
         .map_err(|e| Refusal::Syntax(format!("the statement cannot be checked: {e}")))?;
     let (reply, answer) = std::sync::mpsc::sync_channel(1);
     checker
         .jobs
         .send((sql.to_owned(), read_only, reply))
-        .map_err(|_| failed())?;
-    let result = answer.recv().map_err(|_| failed())?;
+        .map_err(|_| checker_failed())?;
+    let result = answer.recv().map_err(|_| checker_failed())?;
     checker.give_back();
     result
+}
+
+fn checker_failed() -> Refusal {
+    Refusal::Syntax("the statement could not be checked (the checker failed)".into())
 }
 
 /// A job for a checker thread: the statement, the grant's mode, where the verdict goes.
@@ -185,11 +187,7 @@ impl Checker {
                 for (sql, read_only, reply) in queue {
                     // A panic fails this check, not the checker.
                     let verdict = std::panic::catch_unwind(|| check_here(&sql, read_only));
-                    let verdict = verdict.unwrap_or_else(|_| {
-                        Err(Refusal::Syntax(
-                            "the statement could not be checked (the checker failed)".into(),
-                        ))
-                    });
+                    let verdict = verdict.unwrap_or_else(|_| Err(checker_failed()));
                     let _ = reply.send(verdict);
                 }
             })?;

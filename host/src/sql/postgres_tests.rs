@@ -412,3 +412,40 @@ fn the_volatility_query_asks_only_for_the_kinds_a_statement_calls() {
         "{casts_after_functions}"
     );
 }
+
+#[test]
+fn checks_from_many_threads_at_once_each_get_their_own_verdict() {
+    // Checker threads are shared and reused: every caller must get the verdict for its own
+    // statement, however many check at once and however often.
+    let verdicts: Vec<(bool, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                scope.spawn(move || {
+                    (0..20)
+                        .map(|_| {
+                            let write = i % 2 == 0;
+                            let sql = if write {
+                                format!("DELETE FROM t{i} WHERE id = $1")
+                            } else {
+                                format!("SELECT id FROM t{i} WHERE id = $1")
+                            };
+                            (write, read_only(&sql).is_ok())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(verdicts.len(), 160);
+    for (write, allowed) in verdicts {
+        assert_eq!(
+            allowed, !write,
+            "a read-only grant allows reads and refuses writes"
+        );
+    }
+    assert!(IDLE.lock().unwrap().len() <= IDLE_CHECKERS);
+}
