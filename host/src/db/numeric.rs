@@ -72,7 +72,15 @@ pub fn decode(bytes: &[u8]) -> Result<String, String> {
 /// Allocation-free on the way to `buf`: `execute-batch` encodes a column of these per row.
 pub fn encode(text: &str, buf: &mut Vec<u8>) -> Result<(), String> {
     let t = text.trim();
-    let special = if t.eq_ignore_ascii_case("nan") {
+    // Only a word (after its sign) can be one of the special values: a number skips the
+    // comparisons.
+    let word = t
+        .bytes()
+        .find(|b| !matches!(b, b'+' | b'-'))
+        .is_some_and(|b| b.is_ascii_alphabetic());
+    let special = if !word {
+        None
+    } else if t.eq_ignore_ascii_case("nan") {
         Some(SIGN_NAN)
     } else if ["infinity", "+infinity", "inf"]
         .iter()
@@ -207,6 +215,26 @@ mod tests {
             "-Infinity",
         ] {
             assert_eq!(round_trip(s), s, "{s}");
+        }
+    }
+
+    #[test]
+    fn special_values_are_words_in_any_case_with_their_sign() {
+        for (text, shown) in [
+            ("nan", "NaN"),
+            (" NAN ", "NaN"),
+            ("+infinity", "Infinity"),
+            ("INF", "Infinity"),
+            ("-inf", "-Infinity"),
+            ("-Infinity", "-Infinity"),
+        ] {
+            assert_eq!(round_trip(text), shown, "{text}");
+        }
+        for not_a_number in ["e5", "+e", "-nan", "infinit", "1inf"] {
+            assert!(
+                encode(not_a_number, &mut Vec::new()).is_err(),
+                "{not_a_number}"
+            );
         }
     }
 

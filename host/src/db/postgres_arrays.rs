@@ -19,7 +19,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgTypeInfo, Po
 use sqlx::{Arguments, AssertSqlSafe, Encode, Type};
 
 use super::postgres::{bind, encode_param};
-use super::{BatchRows, Database, DbError, Statement, ValueRef};
+use super::{BatchRows, Database, DbError, Statement};
 use crate::sql::Backend;
 use crate::sql::values::ValuesTemplate;
 
@@ -118,17 +118,21 @@ impl Encode<'_, Postgres> for ArrayParam<'_> {
     }
 
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        let values = (0..self.rows.count()).map(|row| self.rows.value(row, self.column));
-        let has_null = values.clone().any(ValueRef::is_null);
         let element_oid = self.element.oid().map_or(0, |o| o.0);
         let len = i32::try_from(self.rows.count())?;
         buf.extend_from_slice(&1_i32.to_be_bytes()); // dimensions
-        buf.extend_from_slice(&i32::from(has_null).to_be_bytes());
+        // Whether the array holds a NULL, written once the values are: one pass over a
+        // packed batch's values instead of two.
+        let has_null_at = buf.len();
+        buf.extend_from_slice(&0_i32.to_be_bytes());
         buf.extend_from_slice(&element_oid.to_be_bytes());
         buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(&1_i32.to_be_bytes()); // lower bound
-        for value in values {
+        let mut has_null = false;
+        for row in 0..self.rows.count() {
+            let value = self.rows.value(row, self.column);
             if value.is_null() {
+                has_null = true;
                 buf.extend_from_slice(&(-1_i32).to_be_bytes());
                 continue;
             }
@@ -138,6 +142,7 @@ impl Encode<'_, Postgres> for ArrayParam<'_> {
             let size = i32::try_from(buf.len() - at - 4)?;
             buf[at..at + 4].copy_from_slice(&size.to_be_bytes());
         }
+        buf[has_null_at..has_null_at + 4].copy_from_slice(&i32::from(has_null).to_be_bytes());
         Ok(IsNull::No)
     }
 }
