@@ -9,6 +9,10 @@
 //!   `execute_query` per row as the seed system does, and its one-transaction variant.
 //!
 //! Needs PostgreSQL on 127.0.0.1:5432 and the venv `make bench` sets up in target/bench-venv.
+//!
+//! Besides wall times, each peer's median CPU time (user and system, of its own process): on a
+//! shared machine whose drift moves wall medians by 10-30% between runs, it says what each
+//! process itself costs. The servers' CPU is not in it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,8 +71,8 @@ fn main() {
         "rpa1 end to end, whole processes, PostgreSQL with TLS (sslmode=prefer), median of the runs\n"
     );
     println!(
-        "  {:<32} {:>7} {:>5} {:>10} {:>10} {:>10} {:>12}",
-        "peer", "rows", "runs", "median", "min", "max", "vs native"
+        "  {:<32} {:>7} {:>5} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "peer", "rows", "runs", "median", "min", "max", "CPU", "vs native"
     );
     for (size_index, &rows) in sizes.iter().enumerate() {
         let hub = format!("fh_rpa1_hub_{pid}_{rows}");
@@ -78,11 +82,14 @@ fn main() {
         // Peers take turns, one run each per round, so a shared machine's drift (a neighbour's
         // load, the server's checkpoints) falls on every peer alike, not on whichever ran last.
         let mut runs: Vec<Vec<Duration>> = vec![Vec::new(); peers];
+        let mut cpu: Vec<Vec<Duration>> = vec![Vec::new(); peers];
         let rounds = PEERS.iter().map(|p| p.reps[size_index]).max().unwrap_or(0);
         for round in 0..rounds {
             for (peer, spec) in PEERS.iter().enumerate().take(peers) {
                 if round < spec.reps[size_index] {
-                    runs[peer].push(timed(&root, &python, peer, &hub, rows, pid));
+                    let (wall, used) = timed(&root, &python, peer, &hub, rows, pid);
+                    runs[peer].push(wall);
+                    cpu[peer].push(used);
                 }
             }
         }
@@ -90,17 +97,20 @@ fn main() {
         for (peer, spec) in PEERS.iter().enumerate().take(peers) {
             let mut times = std::mem::take(&mut runs[peer]);
             times.sort();
+            let mut used = std::mem::take(&mut cpu[peer]);
+            used.sort();
             let median = times[times.len() / 2];
             medians.push(median);
             let ratio = median.as_secs_f64() / medians.get(1).unwrap_or(&median).as_secs_f64();
             println!(
-                "  {:<32} {:>7} {:>5} {:>10} {:>10} {:>10} {:>11}",
+                "  {:<32} {:>7} {:>5} {:>10} {:>10} {:>10} {:>10} {:>11}",
                 spec.name,
                 rows,
                 times.len(),
                 ms(median),
                 ms(times[0]),
                 ms(*times.last().unwrap()),
+                ms(used[used.len() / 2]),
                 if peer == 0 {
                     "(below)".to_owned()
                 } else {
@@ -156,8 +166,16 @@ fn url(db: &str) -> String {
     format!("postgresql://postgres@127.0.0.1:5432/{db}?sslmode=prefer")
 }
 
-/// One run of peer `peer` on a fresh target database; checks it wrote every row.
-fn timed(root: &Path, python: &Path, peer: usize, hub: &str, rows: u64, pid: u32) -> Duration {
+/// One run of peer `peer` on a fresh target database; checks it wrote every row. Returns its
+/// wall time and the CPU time (user and system) its process used.
+fn timed(
+    root: &Path,
+    python: &Path,
+    peer: usize,
+    hub: &str,
+    rows: u64,
+    pid: u32,
+) -> (Duration, Duration) {
     let target = format!("fh_rpa1_target_{pid}");
     psql(ADMIN, &format!("DROP DATABASE IF EXISTS {target}"));
     psql(ADMIN, &format!("CREATE DATABASE {target}"));
@@ -196,9 +214,11 @@ fn timed(root: &Path, python: &Path, peer: usize, hub: &str, rows: u64, pid: u32
         }
     };
     cmd.current_dir(root);
+    let cpu_before = children_cpu();
     let start = Instant::now();
     let out = run(cmd, PEERS[peer].name);
     let elapsed = start.elapsed();
+    let used = children_cpu().saturating_sub(cpu_before);
     let summary: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "{}: not a JSON summary ({e}): {}",
@@ -214,7 +234,20 @@ fn timed(root: &Path, python: &Path, peer: usize, hub: &str, rows: u64, pid: u32
         PEERS[peer].name
     );
     psql(ADMIN, &format!("DROP DATABASE {target}"));
-    elapsed
+    (elapsed, used)
+}
+
+/// CPU time (user and system) of every child process waited for so far: its growth across one
+/// run is that run's own, since no other child runs meanwhile.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 fn run(mut cmd: Command, what: &str) -> Vec<u8> {
